@@ -1,0 +1,96 @@
+"""Checkpoints: all tensors in one safetensors file, everything else in a JSON beside it.
+
+Both files are written atomically (temporary file, fsync, rename); the tensors file is replaced first
+and the JSON records its SHA-256, so a crash between the two renames is detected on load instead of
+pairing new weights with old metadata. Loading never unpickles anything."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from pathlib import Path
+
+import torch
+from safetensors.torch import load_file, save_file
+
+from .errors import JokrError
+
+CHECKPOINT_FORMAT = "jokr.checkpoint"
+CHECKPOINT_VERSION = 1
+
+
+def atomic_write_bytes(path: Path, data: bytes) -> None:
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    with open(tmp, "wb") as handle:
+        handle.write(data)
+        handle.flush()
+        os.fsync(handle.fileno())
+    os.replace(tmp, path)
+
+
+def atomic_write_json(path: Path, payload: dict) -> None:
+    atomic_write_bytes(path, (json.dumps(payload, indent=1) + "\n").encode())
+
+
+def _sha256(path: Path) -> str:
+    digest = hashlib.sha256()
+    with open(path, "rb") as handle:
+        for block in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(block)
+    return digest.hexdigest()
+
+
+def flatten_optimizer(name: str, optimizer: torch.optim.Optimizer, tensors: dict) -> dict:
+    """Put the optimiser's per-parameter tensors into `tensors`; return the JSON-able rest."""
+    state = optimizer.state_dict()
+    for index, values in state["state"].items():
+        for key, value in values.items():
+            tensors[f"optim.{name}.{index}.{key}"] = torch.as_tensor(value).detach().cpu().contiguous()
+    return {"param_groups": state["param_groups"]}
+
+
+def restore_optimizer(name: str, optimizer: torch.optim.Optimizer, tensors: dict, meta: dict) -> None:
+    state: dict[int, dict] = {}
+    prefix = f"optim.{name}."
+    for key, value in tensors.items():
+        if key.startswith(prefix):
+            index, field = key[len(prefix):].split(".", 1)
+            state.setdefault(int(index), {})[field] = value
+    optimizer.load_state_dict({"state": state, "param_groups": meta["param_groups"]})
+
+
+def save_checkpoint(folder: Path, stem: str, tensors: dict[str, torch.Tensor], meta: dict) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    weights = folder / f"{stem}.safetensors"
+    tmp = folder / f".{stem}.safetensors.tmp-{os.getpid()}"
+    save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
+    with open(tmp, "rb") as handle:
+        os.fsync(handle.fileno())
+    digest = _sha256(tmp)
+    os.replace(tmp, weights)
+    atomic_write_json(folder / f"{stem}.json",
+                      {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "sha256": digest, **meta})
+    return weights
+
+
+def load_checkpoint(folder: Path, stem: str = "latest") -> tuple[dict[str, torch.Tensor], dict]:
+    weights, meta_path = folder / f"{stem}.safetensors", folder / f"{stem}.json"
+    if not weights.is_file() or not meta_path.is_file():
+        raise JokrError(f"no checkpoint in {folder} ({weights.name} / {meta_path.name} missing)",
+                        "train the job first (jokr-engine train …)")
+    try:
+        meta = json.loads(meta_path.read_text())
+    except json.JSONDecodeError as error:
+        raise JokrError(f"checkpoint metadata {meta_path} is not valid JSON ({error})",
+                        "the file is damaged; restore it or start a new job", code="incompatible_job") from None
+    if meta.get("format") != CHECKPOINT_FORMAT or meta.get("version") != CHECKPOINT_VERSION:
+        raise JokrError(
+            f"{meta_path} is a {meta.get('format')!r} version {meta.get('version')!r} checkpoint; "
+            f"this engine reads {CHECKPOINT_FORMAT} version {CHECKPOINT_VERSION}",
+            "use the engine version that wrote the job, or start a new job", code="incompatible_job")
+    if _sha256(weights) != meta.get("sha256"):
+        raise JokrError(f"{weights} does not match {meta_path.name} (interrupted write or edited file)",
+                        "restore the pair from a backup or start a new job", code="incompatible_job")
+    return load_file(str(weights)), meta

@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Creates (or repairs) the two virtual environments with the pinned packages:
+#   .venv        engine + tests + real Blender 5.0.1 as the bpy module (CPU torch by default)
+#   .venv-bpy42  real Blender 4.2 LTS as the bpy module, for the add-on tests on the oldest supported version
+# JOKR_CUDA=1 installs the CUDA build of torch/torchvision from PyPI instead of the CPU wheel.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+
+if ! .venv/bin/python -c "import torch, torchvision, kornia, cv2, lpips, safetensors, bpy, pytest, jokr_engine" \
+        >/dev/null 2>&1; then
+    echo "setting up .venv (engine, tests, bpy 5.0.1) …" >&2
+    "$PYTHON" -m venv .venv
+    .venv/bin/pip install -q --upgrade pip
+    if [ "${JOKR_CUDA:-0}" = "1" ]; then
+        # An empty find-links ignores a local CPU wheel, so PyPI's CUDA build of the same version is taken.
+        PIP_FIND_LINKS= .venv/bin/pip install -q torch==2.13.0 torchvision==0.28.0
+    fi
+    .venv/bin/pip install -q -r requirements.lock -r requirements-dev.lock
+    .venv/bin/pip install -q --no-deps -e .
+fi
+
+if ! .venv-bpy42/bin/python -c "import bpy, pytest" >/dev/null 2>&1; then
+    echo "setting up .venv-bpy42 (bpy 4.2 LTS) …" >&2
+    "$PYTHON" -m venv .venv-bpy42
+    .venv-bpy42/bin/pip install -q bpy==4.2.23 numpy==1.26.4 pytest==9.2.0
+fi
