@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -168,39 +169,35 @@ def _split_image(image: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray 
     return cv2.cvtColor(np.ascontiguousarray(color), cv2.COLOR_BGR2RGB), alpha
 
 
-def _read_video(source: _Source, start: int, count: int, what: str) -> list[np.ndarray]:
-    """Frames start .. start+count-1 of a video as BGR uint8 images."""
+def _video_frames(source: _Source, start: int, count: int, what: str) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, BGR uint8 image) for frames start .. start+count-1 of a video."""
     capture = _open_video(source.path)
-    frames = []
     try:
         # grab() skips without decoding; seeking with CAP_PROP_POS_FRAMES is not frame-exact in all codecs.
         for index in range(start + count):
             if index < start:
-                ok, frame = capture.grab(), None
+                ok, image = capture.grab(), None
             else:
-                ok, frame = capture.read()
+                ok, image = capture.read()
             if not ok:
                 raise _bad(
                     f"{what} {source.path} ended after {index} frames; frames {start}..{start + count - 1}"
                     " were asked for",
                     "choose a range inside the video (start and count)",
                 )
-            if frame is not None:
-                frames.append(frame)
+            if image is not None:
+                yield f"frame {index} of {source.path}", image
     finally:
         capture.release()
-    return frames
 
 
-def _check_sizes(images: list[np.ndarray], names: list[str], what: str) -> None:
-    expected = images[0].shape[:2]
-    for image, name in zip(images, names):
-        if image.shape[:2] != expected:
-            raise _bad(
-                f"{what} {name} is {image.shape[1]}x{image.shape[0]} but the first is "
-                f"{expected[1]}x{expected[0]}",
-                "all frames of a clip must have the same size; re-export the sequence",
-            )
+def _decoded(source: _Source, start: int, count: int, what: str) -> Iterator[tuple[str, np.ndarray]]:
+    """(name, image as OpenCV decodes it) for frames start .. start+count-1, one at a time to spare memory."""
+    if source.is_video:
+        yield from _video_frames(source, start, count, what)
+        return
+    for path in source.files[start : start + count]:
+        yield str(path), _read_image(path)
 
 
 # ---------------------------------------------------------------------------------------------------
@@ -297,16 +294,9 @@ def _read_mask_source(
             f"mask source {source.path} has {source.total} frames but the clip has {clip_total}",
             "give one mask per frame of the whole clip (the frame range applies to both)",
         )
-    if source.is_video:
-        images = _read_video(source, start, count, "matte video")
-        names = [f"frame {start + i} of {source.path}" for i in range(count)]
-    else:
-        files = source.files[start : start + count]
-        images = [_read_image(path) for path in files]
-        names = [str(path) for path in files]
     width, height = frame_size
     masks = np.empty((count, height, width), dtype=bool)
-    for i, (image, name) in enumerate(zip(images, names)):
+    for i, (name, image) in enumerate(_decoded(source, start, count, "matte video")):
         if image.shape[:2] != (height, width):
             raise _bad(
                 f"mask {name} is {image.shape[1]}x{image.shape[0]} but the frame is {width}x{height}",
@@ -371,20 +361,18 @@ def load_clip(spec: ClipSpec) -> Clip:
     count = _check_range(source, spec.start, spec.count)
     mask_rule = _resolve_masks(spec, source, layout_masks)
 
-    if source.is_video:
-        images = _read_video(source, spec.start, count, "video")
-        names = [f"frame {spec.start + i} of {source.path}" for i in range(count)]
-    else:
-        files = source.files[spec.start : spec.start + count]
-        images = [_read_image(p) for p in files]
-        names = [str(p) for p in files]
-    _check_sizes(images, names, "frame")
-
     use_alpha = isinstance(mask_rule, _MaskRule) and mask_rule.kind == "alpha"
-    height, width = images[0].shape[:2]
-    frames = np.empty((count, height, width, 3), dtype=np.uint8)
+    frames = None
     alphas = []
-    for i, (image, image_name) in enumerate(zip(images, names)):
+    for i, (image_name, image) in enumerate(_decoded(source, spec.start, count, "video")):
+        if frames is None:
+            height, width = image.shape[:2]
+            frames = np.empty((count, height, width, 3), dtype=np.uint8)
+        if image.shape[:2] != (height, width):
+            raise _bad(
+                f"{image_name} is {image.shape[1]}x{image.shape[0]} but the first frame is {width}x{height}",
+                "all frames of a clip must have the same size; re-export the sequence",
+            )
         if source.is_video:
             frames[i] = cv2.cvtColor(image, cv2.COLOR_BGR2RGB)
             continue
@@ -395,11 +383,10 @@ def load_clip(spec: ClipSpec) -> Clip:
                     f"mask 'alpha': image {image_name} has no alpha channel",
                     "export RGBA images (e.g. PNG with transparency), or give another mask source",
                 )
-            alphas.append(alpha)
-    del images  # the decoded originals can be large (16-bit, EXR)
+            alphas.append(alpha > 0.5)
 
     if use_alpha:
-        masks = np.stack(alphas) > 0.5
+        masks = np.stack(alphas)
     elif isinstance(mask_rule, _MaskRule):
         masks = _rule_mask(mask_rule, frames)
     else:

@@ -52,21 +52,17 @@ def _smooth_centres(centres: np.ndarray, sigma: float) -> np.ndarray:
     radius = int(np.ceil(3 * sigma))
     smoothed = np.empty((len(known), 2))
     for j, frame in enumerate(known):
-        window = known[
-            np.searchsorted(known, frame - radius) : np.searchsorted(known, frame + radius, "right")
-        ]
+        first, last = np.searchsorted(known, frame - radius), np.searchsorted(known, frame + radius, "right")
+        window = known[first:last]
         offsets = (window - frame).astype(np.float64)
         weights = np.exp(-0.5 * (offsets / sigma) ** 2)
         weights /= weights.sum()
         mean_offset = weights @ offsets
         mean = weights @ centres[window]
         variance = weights @ (offsets - mean_offset) ** 2
-        # A single frame in the window has no slope: the line is flat.
-        slope = (
-            weights @ ((offsets - mean_offset)[:, None] * centres[window]) / variance
-            if variance > 1e-9
-            else 0
-        )
+        slope = 0.0  # a single frame in the window has no slope: the line is flat
+        if variance > 1e-9:
+            slope = weights @ ((offsets - mean_offset)[:, None] * centres[window]) / variance
         smoothed[j] = mean - slope * mean_offset  # the line's value at this frame (offset 0)
     # nearest frame with a mask; the earlier one on ties
     index = np.arange(len(centres))

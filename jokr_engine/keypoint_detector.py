@@ -10,9 +10,9 @@ from __future__ import annotations
 
 import torch
 import torch.nn.functional as F
+from kornia.geometry import create_meshgrid
 from kornia.geometry.subpix import spatial_expectation2d, spatial_softmax2d
 from kornia.geometry.transform import rescale
-from kornia.utils import create_meshgrid
 from torch import nn
 
 from .config import Config

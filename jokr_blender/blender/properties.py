@@ -1,0 +1,151 @@
+"""Scene settings of a JOKR job (`scene.jokr`) and the mirrors of its state that the panel draws.
+
+The mirrors are rewritten from the job's state (never edited by hand), so they are always right
+after an undo or a file reload: the timer or the load handler simply syncs them again."""
+
+from __future__ import annotations
+
+import os
+
+import bpy
+from bpy.props import (BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty,
+                       PointerProperty, StringProperty)
+
+from ..io import job_state
+from ..io.process import JobManager
+from ..io.protocol import PRESETS
+
+MASK_SOURCE_ITEMS = (
+    ('AUTO', "Masks Folder Beside", "A folder named 'masks' next to the folder of the frames, one mask per "
+                                    "frame (the layout of the sample clips)"),
+    ('ALPHA', "Alpha", "The clip's own alpha channel (RGBA images)"),
+    ('MATTE_STRIP', "Matte Strip", "Another strip holding the matte: white is the animal"),
+    ('KEY', "Key Colour", "Everything farther than the threshold from a key colour (green screen)"),
+    ('LUMA', "Luma", "Everything brighter than the threshold"),
+    ('FOLDER', "Image Folder", "A folder of mask images, one per frame of the whole clip"),
+)
+
+PRESET_DESCRIPTIONS = {
+    "tiny": "A few minutes on a CPU: checks that everything works, the result is rough",
+    "demo": "A short training for a first look",
+    "fast": "Fewer iterations than the paper: good results on a GPU in hours",
+    "paper": "The paper's schedule: best results, a day on a GPU",
+}
+PRESET_ITEMS = tuple((name, name.title(), PRESET_DESCRIPTIONS[name]) for name in PRESETS)
+
+STATE_ITEMS = tuple((name, name.title(), "") for name in job_state.STATES)
+
+
+class JOKR_PG_clip(bpy.types.PropertyGroup):
+    strip: StringProperty(name="Strip", description="Movie or image strip of this clip")
+    mask_source: EnumProperty(name="Mask", description="Where the animal's silhouette comes from",
+                              items=MASK_SOURCE_ITEMS, default='AUTO')
+    matte_strip: StringProperty(name="Matte Strip", description="Strip holding the matte, white = animal")
+    key_color: FloatVectorProperty(name="Key Colour", subtype='COLOR_GAMMA', size=3, min=0.0, max=1.0,
+                                   default=(0.0, 1.0, 0.0), description="Background colour to key out")
+    key_threshold: FloatProperty(name="Threshold", min=0.0, max=1.0, default=0.3,
+                                 description="Pixels farther than this from the key colour are the animal")
+    luma_threshold: FloatProperty(name="Threshold", min=0.0, max=1.0, default=0.5,
+                                  description="Pixels brighter than this are the animal")
+    mask_folder: StringProperty(name="Mask Folder", subtype='DIR_PATH',
+                                description="Folder of mask images, one per frame of the whole clip")
+
+
+class JOKR_PG_job(bpy.types.PropertyGroup):
+    clip_a: PointerProperty(type=JOKR_PG_clip, name="Clip A", description="The motion source")
+    clip_b: PointerProperty(type=JOKR_PG_clip, name="Clip B", description="The look")
+    preset: EnumProperty(name="Preset", items=PRESET_ITEMS, default='demo',
+                         description="Training schedule and model size")
+    num_keypoints: IntProperty(name="Keypoints", min=0, max=64, default=0,
+                               description="Number of keypoints (0: the preset's)")
+    step1_iterations: IntProperty(name="Step 1 Iterations", min=0, default=0,
+                                  description="Iterations of step 1 (0: the preset's)")
+    step2_iterations: IntProperty(name="Step 2 Iterations", min=0, default=0,
+                                  description="Iterations of step 2 (0: the preset's)")
+    job_name: StringProperty(name="Job Name", description="Name of the job folder (empty: from the strip names)")
+    job_dir: StringProperty(name="Job Folder", subtype='DIR_PATH', description="Folder of this scene's job")
+    result_strip: StringProperty(name="Result Strip", description="Strip showing the rendered frames")
+
+    # Mirrors of the job's state, for drawing.
+    state: EnumProperty(name="State", items=STATE_ITEMS, default='idle')
+    can_resume: BoolProperty(name="Can Resume")
+    progress: FloatProperty(name="Progress", subtype='FACTOR', min=0.0, max=1.0)
+    step: IntProperty(name="Step")
+    iteration: IntProperty(name="Iteration")
+    iterations: IntProperty(name="Iterations")
+    losses: StringProperty(name="Losses")
+    eta_s: FloatProperty(name="Time Left", subtype='TIME_ABSOLUTE', unit='TIME_ABSOLUTE')
+    device_name: StringProperty(name="Device")
+    preview_path: StringProperty(name="Preview", subtype='FILE_PATH')
+    error_message: StringProperty(name="Error")
+    error_hint: StringProperty(name="Hint")
+    task_text: StringProperty(name="Task", description="The latest keypoints or render run")
+    task_failed: BoolProperty(name="Task Failed")
+
+    def sync(self, state: job_state.JobState, job_dir: str) -> None:
+        """Copy the job's state into the mirrors, writing only what changed."""
+        progress = state.progress
+        values = {
+            "state": state.state,
+            "can_resume": job_state.can_resume(state, job_dir),
+            "progress": state.overall_fraction(),
+            "step": progress.step if progress else 0,
+            "iteration": progress.iteration if progress else 0,
+            "iterations": progress.of if progress else 0,
+            "losses": "  ".join(f"{name} {value:.3g}" for name, value in sorted((progress.losses or {}).items())
+                                if value is not None) if progress else "",
+            "eta_s": (progress.eta_s or 0.0) if progress else 0.0,
+            "device_name": state.device or "",
+            "preview_path": state.preview_path or "",
+            "error_message": state.error.message if state.error and state.state == "failed" else "",
+            "error_hint": state.error.hint if state.error and state.state == "failed" else "",
+            "task_text": task_text(state.task),
+            "task_failed": bool(state.task and state.task.status == "failed"),
+        }
+        for name, value in values.items():
+            current = getattr(self, name)
+            changed = abs(current - value) > 1e-6 if isinstance(value, float) else current != value
+            if changed:
+                setattr(self, name, value)
+
+    def clear_state(self) -> None:
+        self.sync(job_state.JobState(), "")
+
+
+def task_text(task: job_state.TaskState | None) -> str:
+    if task is None:
+        return ""
+    name = task.command.title()
+    if task.status == "running":
+        if task.progress and task.progress.of:
+            return f"{name}: {task.progress.iteration}/{task.progress.of}"
+        return f"{name}: running…"
+    if task.status == "failed":
+        return f"{name} failed: {task.error.message}" + (f" — {task.error.hint}" if task.error.hint else "")
+    if task.status == "cancelled":
+        return f"{name}: cancelled"
+    frames = task.outputs.get("frames")
+    if isinstance(frames, int):
+        return f"{name}: {frames} frame{'s' if frames != 1 else ''} written"
+    written = next((v for v in task.outputs.values() if isinstance(v, str)), "")
+    return f"{name}: done" + (f" ({os.path.basename(written)})" if written else "")
+
+
+def sync_scenes(job_dir: str, state: job_state.JobState) -> None:
+    """Sync every scene whose job is `job_dir`."""
+    key = JobManager.key(job_dir)
+    for scene in bpy.data.scenes:
+        settings = scene.jokr
+        if settings.job_dir and JobManager.key(bpy.path.abspath(settings.job_dir)) == key:
+            settings.sync(state, job_dir)
+
+
+classes = (JOKR_PG_clip, JOKR_PG_job)
+
+
+def register():
+    bpy.types.Scene.jokr = PointerProperty(type=JOKR_PG_job)
+
+
+def unregister():
+    del bpy.types.Scene.jokr

@@ -1,0 +1,264 @@
+"""What a job is doing, built from the engine's events, and recovered from the job's events.jsonl.
+
+The training lifecycle is the job's `state`:
+
+    idle → starting → training → finished
+                  ↘      ↓  ↘ cancelling → cancelled
+                   failed ←───────────────┘ (engine died)
+
+Shorter commands (keypoints, render, eval) do not change it; they are tracked as the job's `task`,
+so a failed render never makes a finished training look failed.
+
+The engine appends its events to <job>/events.jsonl. When a run ends with an outcome that file does
+not hold (the engine died, or reported before its job folder existed), the add-on appends it, so that
+reopening the .blend shows the last state whatever happened.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import dataclass, field
+
+from .protocol import Event, ProtocolError, make_event, validate_event
+
+STATES = ("idle", "starting", "training", "cancelling", "finished", "failed", "cancelled")
+ACTIVE_STATES = ("starting", "training", "cancelling")
+TASK_STATUSES = ("running", "finished", "failed", "cancelled")
+
+EVENTS_FILE = "events.jsonl"
+LOG_FILE = "engine.log"
+CANCEL_FILE = "CANCEL"
+CHECKPOINT_FILE = os.path.join("checkpoints", "latest.json")
+
+# done.status → state. `paused` (--until-iteration) stops resumably, like a cancel.
+_DONE_STATES = {"finished": "finished", "cancelled": "cancelled", "paused": "cancelled"}
+
+
+@dataclass
+class ErrorInfo:
+    message: str
+    hint: str = ""
+    code: str = "internal"
+
+
+@dataclass
+class Progress:
+    step: int = 0
+    iteration: int = 0
+    of: int = 0
+    losses: dict = field(default_factory=dict)
+    its_per_s: float | None = None
+    eta_s: float | None = None
+
+
+@dataclass
+class TaskState:
+    """The latest keypoints/render/eval run of a job."""
+
+    command: str
+    status: str = "running"
+    progress: Progress | None = None
+    outputs: dict = field(default_factory=dict)
+    error: ErrorInfo | None = None
+
+
+@dataclass
+class JobState:
+    state: str = "idle"
+    plan: list = field(default_factory=list)  # [{step, iterations}] from the last train `started`
+    preset: str | None = None
+    device: str | None = None
+    progress: Progress | None = None
+    preview_path: str | None = None
+    checkpoint_path: str | None = None
+    error: ErrorInfo | None = None
+    task: TaskState | None = None
+    command: str | None = None  # the command the next events belong to
+    version: int = 0  # bumped on every change, so observers can tell cheaply
+
+    # ---- events
+
+    def apply(self, event: Event) -> None:
+        handler = getattr(self, f"_on_{event.name}")
+        handler(event)
+        self.version += 1
+
+    def _on_started(self, event: Event) -> None:
+        self.command = event.get("command")
+        if self.command == "train":
+            self.state = "training"
+            self.error = None
+            self.plan = list(event.get("plan") or [])
+            self.preset = event.get("preset")
+            self.device = event.get("device_name") or event.get("device")
+        else:
+            self.task = TaskState(self.command)
+
+    def _on_progress(self, event: Event) -> None:
+        progress = Progress(
+            step=event.get("step"), iteration=event.get("iteration"), of=event.get("of"),
+            losses=dict(event.get("losses") or {}), its_per_s=event.get("its_per_s"), eta_s=event.get("eta_s"),
+        )
+        if self.command == "train":
+            self.progress = progress
+        elif self.task is not None:
+            self.task.progress = progress
+
+    def _on_preview(self, event: Event) -> None:
+        self.preview_path = event.get("path")
+
+    def _on_checkpoint(self, event: Event) -> None:
+        self.checkpoint_path = event.get("path")
+
+    def _on_done(self, event: Event) -> None:
+        command = event.get("command")
+        if command == "train":
+            self.state = _DONE_STATES[event.get("status")]
+        else:
+            self.task = self.task if self.task and self.task.command == command else TaskState(command)
+            self.task.status = "finished" if event.get("status") == "finished" else "cancelled"
+            self.task.outputs = dict(event.get("outputs") or {})
+        self.command = None
+
+    def _on_error(self, event: Event) -> None:
+        error = ErrorInfo(event.get("message"), event.get("hint") or "", event.get("code") or "internal")
+        # Engine errors carry no command; the add-on adds it when it persists one (see persist_outcome).
+        command = self.command or event.get("command")
+        if command == "train":
+            self.state = "failed"
+            self.error = error
+        else:
+            if self.task is None or self.task.command != command:
+                self.task = TaskState(command or "engine")
+            self.task.status = "failed"
+            self.task.error = error
+        self.command = None
+
+    # ---- transitions the add-on makes itself
+
+    def mark_starting(self, command: str) -> None:
+        self.command = command
+        if command == "train":
+            self.state = "starting"
+            self.error = None
+        else:
+            self.task = TaskState(command)
+        self.version += 1
+
+    def mark_cancelling(self) -> None:
+        """Training shows `cancelling` until the engine confirms; a task stays running until it ends."""
+        if self.command == "train" and self.state in ("starting", "training"):
+            self.state = "cancelling"
+            self.version += 1
+
+    def run_is_open(self) -> bool:
+        """True while the current run has not reported its outcome (done or error)."""
+        if self.command is None:
+            return False
+        if self.command == "train":
+            return self.state in ACTIVE_STATES
+        return self.task is not None and self.task.status == "running"
+
+    def outcome_for_exit(self, returncode: int | None, cancel_requested: bool, log_tail: str,
+                         time: float) -> Event | None:
+        """The event that closes a run which ended without reporting its outcome, or None if it did.
+
+        A cancelled run that the add-on had to stop by force ends `cancelled`; anything else is an
+        engine failure, explained by the last line of engine.log (e.g. a missing Python package).
+        """
+        if not self.run_is_open():
+            return None
+        command = self.command
+        if cancel_requested:
+            return make_event("done", time, command=command, status="cancelled", outputs={},
+                              origin="addon")
+        reason = log_tail or "no message"
+        return make_event(
+            "error", time, origin="addon", code="internal",
+            message=f"The engine stopped (exit code {returncode}) without finishing {command}: {reason}",
+            hint="Open the log for details; Preferences › Add-ons › JOKR › Check Engine tests the setup",
+        )
+
+    # ---- reading the state back
+
+    def overall_fraction(self) -> float:
+        """Training progress over the whole plan (both steps), 0..1."""
+        if self.state == "finished":
+            return 1.0
+        if self.progress is None:
+            return 0.0
+        plan = [p for p in self.plan if isinstance(p, dict)]
+        total = sum(int(p.get("iterations", 0)) for p in plan)
+        if total <= 0:
+            return self.progress.iteration / self.progress.of if self.progress.of else 0.0
+        before = sum(int(p.get("iterations", 0)) for p in plan if int(p.get("step", 0)) < self.progress.step)
+        return min(max((before + self.progress.iteration) / total, 0.0), 1.0)
+
+    def finish_recovery(self) -> None:
+        """After replaying a job's history with no engine running: close a run that never reported."""
+        if self.run_is_open():
+            interrupted = ErrorInfo(
+                f"The engine was interrupted during {self.command} (Blender closed or the engine was killed)",
+                "Resume continues training from the last checkpoint" if self.command == "train" else
+                "Run it again", "internal")
+            if self.command == "train":
+                self.state = "failed"
+                self.error = interrupted
+            else:
+                self.task.status = "failed"
+                self.task.error = interrupted
+            self.command = None
+            self.version += 1
+
+
+def read_events(job_dir: str) -> list[Event]:
+    """Every valid event of a job's events.jsonl; malformed or torn lines are skipped."""
+    path = os.path.join(job_dir, EVENTS_FILE)
+    events = []
+    try:
+        with open(path, encoding="utf-8", errors="replace") as stream:
+            for line in stream:
+                try:
+                    events.append(validate_event(json.loads(line)))
+                except (json.JSONDecodeError, ProtocolError):
+                    continue
+    except FileNotFoundError:
+        pass
+    return events
+
+
+def recover(job_dir: str) -> JobState:
+    """The state of a job that no engine is running for, from its events.jsonl."""
+    state = JobState()
+    for event in read_events(job_dir):
+        state.apply(event)
+    state.finish_recovery()
+    return state
+
+
+def persist_outcome(job_dir: str, event: Event, command: str) -> None:
+    """Append a run's final event to events.jsonl unless the engine already wrote that very line.
+
+    The engine logs only `train` runs there, and nothing that fails before the job folder exists."""
+    if not os.path.isdir(job_dir):
+        return
+    recent = read_events(job_dir)[-20:]
+    if any(e.name == event.name and e.time == event.time for e in recent):
+        return
+    record = {**event.data, "command": event.get("command") or command}
+    with open(os.path.join(job_dir, EVENTS_FILE), "a", encoding="utf-8") as stream:
+        stream.write(json.dumps(record) + "\n")
+
+
+def has_checkpoint(job_dir: str) -> bool:
+    return os.path.isfile(os.path.join(job_dir, CHECKPOINT_FILE))
+
+
+def has_job(job_dir: str) -> bool:
+    """True when `train` created the job (job.json), i.e. the folder cannot take a new training."""
+    return os.path.isfile(os.path.join(job_dir, "job.json"))
+
+
+def can_resume(state: JobState, job_dir: str) -> bool:
+    return state.state in ("cancelled", "failed") and has_checkpoint(job_dir)
