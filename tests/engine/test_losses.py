@@ -7,8 +7,16 @@ import torch
 
 from jokr_engine.config import preset_config
 from jokr_engine.keypoint_detector import KeypointDetector, draw_keypoint_maps
-from jokr_engine.losses import (containment_loss, discriminator_loss, domain_confusion_loss, equivariance_loss,
-                                reconstruction_l1, separation_loss, silhouette_loss, temporal_loss)
+from jokr_engine.losses import (
+    containment_loss,
+    discriminator_loss,
+    domain_confusion_loss,
+    equivariance_loss,
+    reconstruction_l1,
+    separation_loss,
+    silhouette_loss,
+    temporal_loss,
+)
 
 
 def test_silhouette_is_mean_squared_error():
