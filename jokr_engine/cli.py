@@ -72,6 +72,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     bench.add_argument("--iterations", type=int, default=20, help="timed iterations per step")
     bench.add_argument("--out", type=Path, help="also write the figures as JSON here")
+    bench.add_argument("--record", type=Path, metavar="MD", help="append the figures to this Markdown file")
     common(bench)
     return parser
 
@@ -182,6 +183,10 @@ def run_bench(args, emitter: Emitter) -> dict:
     figures = run_benchmark(args.preset, args.overrides, args.device, args.iterations)
     if args.out:
         args.out.write_text(json.dumps(figures, indent=1) + "\n")
+    if args.record:
+        from .bench import record_markdown
+
+        record_markdown(args.record, figures)
     return {"status": "finished", "outputs": figures}
 
 

@@ -12,6 +12,7 @@ import cv2
 import numpy as np
 
 from . import __version__
+from .checkpoint import atomic_write_bytes
 from .errors import JokrError
 
 REPORT_FORMAT = "jokr.eval"
@@ -128,17 +129,8 @@ def write_png(path: str | os.PathLike, image: np.ndarray) -> Path:
     ok, data = cv2.imencode(".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
     if not ok:
         raise JokrError(f"could not encode {path.name} as PNG", "report this as a bug", "internal")
-    _write_atomic(path, data.tobytes())
+    atomic_write_bytes(path, data.tobytes())
     return path
-
-
-def _write_atomic(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        f.write(data)
-        f.flush()
-        os.fsync(f.fileno())
-    os.replace(tmp, path)
 
 
 def definition_for(name: str) -> str:
@@ -190,7 +182,7 @@ def write_report(out_dir: str | os.PathLike, metrics: dict, conditions: dict) ->
     doc = {"format": REPORT_FORMAT, "version": REPORT_VERSION, "conditions": conditions, "metrics": values,
            "definitions": definitions}
     json_path = out_dir / "eval.json"
-    _write_atomic(json_path, (json.dumps(doc, indent=2, default=str, allow_nan=False) + "\n").encode())
+    atomic_write_bytes(json_path, (json.dumps(doc, indent=2, default=str, allow_nan=False) + "\n").encode())
 
     lines = ["# JOKR evaluation", "", "## Metrics", "", "| metric | value | definition |", "|---|---|---|"]
     for name, value in values.items():
@@ -200,5 +192,5 @@ def write_report(out_dir: str | os.PathLike, metrics: dict, conditions: dict) ->
     lines += [f"| {_md_cell(key)} | {_md_cell(value)} |" for key, value in conditions.items()]
     lines += ["", "Definitions in full: docs/QUALITY.md.", ""]
     md_path = out_dir / "eval.md"
-    _write_atomic(md_path, "\n".join(lines).encode())
+    atomic_write_bytes(md_path, "\n".join(lines).encode())
     return json_path, md_path

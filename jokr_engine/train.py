@@ -256,7 +256,7 @@ class Trainer:
 
     @torch.no_grad()
     def preview(self) -> Path:
-        from .report import contact_sheet  # cv2 drawing, only needed here
+        from .report import contact_sheet, write_png  # cv2 drawing, only needed here
 
         m, c = self.models, self.config
         was_training = {name: module.training for name, module in m.named_children()}
@@ -280,24 +280,14 @@ class Trainer:
         sheet = contact_sheet(rows, marks, columns=4)
         self.job.previews.mkdir(parents=True, exist_ok=True)
         path = self.job.previews / f"step{self.step}-{self.iteration:06d}.png"
-        _write_png_atomic(path, sheet)
-        _write_png_atomic(self.job.previews / "latest.png", sheet)
+        write_png(path, sheet)
+        write_png(self.job.previews / "latest.png", sheet)
         self.emitter.emit("preview", step=self.step, iteration=self.iteration, path=str(path))
         return path
 
 
 def _gray(silhouette: torch.Tensor) -> np.ndarray:
     return (silhouette.clamp(0, 1) * 255).round().byte().expand(-1, 3, -1, -1).permute(0, 2, 3, 1).cpu().numpy()
-
-
-def _write_png_atomic(path: Path, rgb: np.ndarray) -> None:
-    import cv2
-
-    from .checkpoint import atomic_write_bytes
-
-    ok, data = cv2.imencode(".png", np.ascontiguousarray(rgb[..., ::-1]))
-    if ok:
-        atomic_write_bytes(path, data.tobytes())
 
 
 def train(job: Job, config: Config, clips: dict[str, PreparedClip], device: torch.device, emitter: Emitter,

@@ -1,0 +1,129 @@
+"""The `bench` command: training and rendering speed of a preset on this machine.
+
+Clips are synthetic (a moving ellipse): speed does not depend on what the frames show, and the bench
+then needs no data. Timings synchronise the device before reading the clock."""
+
+from __future__ import annotations
+
+import io
+import resource
+import statistics
+import tempfile
+import time
+
+import numpy as np
+import torch
+
+from .config import preset_config
+from .events import Emitter
+from .infer import extract_keypoints, generate
+from .job import Job, PreparedClip, device_name, pick_device
+from .train import Trainer
+
+
+def synthetic_clip(frames: int, size: int, seed: int) -> PreparedClip:
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:size, 0:size] / size
+    images = np.empty((frames, 3, size, size), np.uint8)
+    masks = np.empty((frames, 1, size, size), np.uint8)
+    for i in range(frames):
+        cx, cy = 0.5 + 0.2 * np.sin(i / 5), 0.5 + 0.1 * np.cos(i / 7)
+        inside = ((xx - cx) / 0.3) ** 2 + ((yy - cy) / 0.18) ** 2 < 1
+        masks[i, 0] = inside * 255
+        images[i] = rng.integers(0, 255, (3, size, size), dtype=np.uint8) * inside
+    boxes = np.tile([0.0, 0.0, size, size], (frames, 1))
+    return PreparedClip(f"synthetic{seed}", "synthetic", 0, 25.0, (size, size), boxes, images, masks)
+
+
+def _sync(device: torch.device) -> None:
+    if device.type == "cuda":
+        torch.cuda.synchronize(device)
+
+
+def _timed_rate(run_once, iterations: int, device: torch.device, warmup: int = 3) -> float:
+    for _ in range(warmup):
+        run_once()
+    _sync(device)
+    start = time.perf_counter()
+    for _ in range(iterations):
+        run_once()
+    _sync(device)
+    return iterations / (time.perf_counter() - start)
+
+
+def _peak_memory_gib(device: torch.device) -> float:
+    if device.type == "cuda":
+        return torch.cuda.max_memory_allocated(device) / 2**30
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
+
+
+def run_benchmark(preset: str, overrides: list[str], device_choice: str, iterations: int) -> dict:
+    config = preset_config(preset).override(overrides)
+    device = pick_device(device_choice)
+    clips = {"A": synthetic_clip(64, config.image_size, 1), "B": synthetic_clip(64, config.image_size, 2)}
+    with tempfile.TemporaryDirectory() as folder:
+        trainer = Trainer(Job(folder), config, clips, device, Emitter(stream=io.StringIO(), terminal=io.StringIO()))
+        figures = {"preset": preset, "device": device_name(device), "torch": torch.__version__,
+                   "image_size": config.image_size, "num_keypoints": config.num_keypoints,
+                   "batch": [config.step1_batch, config.step2_batch], "perceptual": config.perceptual,
+                   "precision": "bf16" if device.type == "cuda" and config.precision != "fp32" else config.precision,
+                   "timed_iterations": iterations}
+        trainer.set_phase()
+        figures["step1_its_per_s"] = _timed_rate(trainer.step1_iteration, iterations, device)
+        trainer.step = 2
+        trainer.set_phase()
+        from .perceptual import build_perceptual_loss
+
+        trainer.perceptual = build_perceptual_loss(config.perceptual, device)
+        figures["step2_its_per_s"] = _timed_rate(trainer.step2_iteration, iterations, device)
+
+        models = trainer.models.eval()
+        keypoints = extract_keypoints(models, clips["A"], device, list(range(16)))
+        figures["render_batched_fps"] = 16 * _timed_rate(
+            lambda: generate(models, keypoints, "B", config.image_size, config.heatmap_scale, batch=16),
+            max(2, iterations // 4), device)
+        latencies = []
+        for i in range(max(5, iterations // 2)):
+            _sync(device)
+            start = time.perf_counter()
+            k = extract_keypoints(models, clips["A"], device, [i % 64])
+            generate(models, k, "B", config.image_size, config.heatmap_scale, batch=1)
+            _sync(device)
+            latencies.append(time.perf_counter() - start)
+        figures["render_single_frame_ms"] = 1000 * statistics.median(latencies[2:])
+        figures["peak_memory_gib"] = _peak_memory_gib(device)
+        seconds = config.step1_iterations / figures["step1_its_per_s"] + config.step2_iterations / figures[
+            "step2_its_per_s"]
+        figures["projected_schedule_min"] = seconds / 60
+        figures["schedule"] = [config.step1_iterations, config.step2_iterations]
+    return figures
+
+
+def record_markdown(path, figures: dict) -> None:
+    """Append one section with the conditions (device, date, commit) and the figures."""
+    import datetime
+    import subprocess
+    from pathlib import Path
+
+    try:
+        commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
+                                cwd=Path(__file__).parent, timeout=10).stdout.strip() or "unknown"
+    except OSError:
+        commit = "unknown"
+    date = datetime.datetime.now(datetime.UTC).strftime("%Y-%m-%d %H:%M UTC")
+    rows = [
+        ("step 1 iterations/s", f"{figures['step1_its_per_s']:.2f}"),
+        ("step 2 iterations/s", f"{figures['step2_its_per_s']:.2f}"),
+        ("render, batched (frames/s)", f"{figures['render_batched_fps']:.1f}"),
+        ("render, one frame (ms)", f"{figures['render_single_frame_ms']:.1f}"),
+        ("peak memory (GiB)", f"{figures['peak_memory_gib']:.2f}"),
+        (f"projected schedule {figures['schedule'][0]} + {figures['schedule'][1]} it (min)",
+         f"{figures['projected_schedule_min']:.1f}"),
+    ]
+    lines = [f"\n### `{figures['preset']}` on {figures['device']} — {date}, commit {commit}\n",
+             f"torch {figures['torch']}, {figures['image_size']}², K={figures['num_keypoints']}, "
+             f"batch {figures['batch'][0]}/{figures['batch'][1]}, perceptual {figures['perceptual']}, "
+             f"precision {figures['precision']}, {figures['timed_iterations']} timed iterations per step.\n",
+             "| figure | value |", "|---|---|", *[f"| {name} | {value} |" for name, value in rows], ""]
+    with open(path, "a") as handle:
+        handle.write("\n".join(lines))
