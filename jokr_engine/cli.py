@@ -139,25 +139,28 @@ def run_train(args, emitter: Emitter) -> dict:
                                           "preview": str(job.previews / "latest.png")}}
 
 
-def run_keypoints(args, emitter: Emitter) -> dict:
+def _open_job(args, emitter: Emitter, command: str):
+    """The trained job and device of an inference command, announced with a `started` event."""
     from .job import Job, device_name, pick_device
-    from .render import export_keypoints
 
     job, device = Job(args.job), pick_device(args.device)
-    job.read()
-    emitter.emit("started", command="keypoints", job=str(job.folder), device=str(device),
-                 device_name=device_name(device), preset=None, plan=[], resumed_from=None)
+    preset = job.read().get("preset")
+    emitter.emit("started", command=command, job=str(job.folder), device=str(device),
+                 device_name=device_name(device), preset=preset, plan=[], resumed_from=None)
+    return job, device
+
+
+def run_keypoints(args, emitter: Emitter) -> dict:
+    from .render import export_keypoints
+
+    job, device = _open_job(args, emitter, "keypoints")
     return {"status": "finished", "outputs": {"keypoints": str(export_keypoints(job, device, args.out))}}
 
 
 def run_render(args, emitter: Emitter) -> dict:
-    from .job import Job, device_name, pick_device
     from .render import render
 
-    job, device = Job(args.job), pick_device(args.device)
-    job.read()
-    emitter.emit("started", command="render", job=str(job.folder), device=str(device),
-                 device_name=device_name(device), preset=None, plan=[], resumed_from=None)
+    job, device = _open_job(args, emitter, "render")
     written = render(job, device, args.look, args.out, args.keypoints, not args.no_affine, args.frames,
                      args.preview_video)
     outputs = {"folder": str(args.out), "frames": len(written), "first": str(written[0]) if written else None}
@@ -168,12 +171,8 @@ def run_render(args, emitter: Emitter) -> dict:
 
 def run_eval(args, emitter: Emitter) -> dict:
     from .evaluate import evaluate_job
-    from .job import Job, device_name, pick_device
 
-    job, device = Job(args.job), pick_device(args.device)
-    job.read()
-    emitter.emit("started", command="eval", job=str(job.folder), device=str(device),
-                 device_name=device_name(device), preset=None, plan=[], resumed_from=None)
+    job, device = _open_job(args, emitter, "eval")
     return {"status": "finished", "outputs": evaluate_job(job, device, args.out or job.folder / "eval")}
 
 

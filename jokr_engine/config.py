@@ -133,10 +133,10 @@ PRESETS: dict[str, dict] = {
     "fast": {"step1_iterations": 10_000, "step2_iterations": 6_000},
     # Finishes both steps on a 2-core CPU in under 10 minutes (the demo).
     "demo": {
-        "image_size": 96, "kp_input_scale": 0.5, "kp_blocks": 4, "kp_base_channels": 16,
-        "kp_max_channels": 256, "gen_channels": 24, "gen_blocks": 4, "num_keypoints": 10,
-        "step1_iterations": 1200, "step2_iterations": 500, "step1_batch": 8, "step2_batch": 6,
-        "lr": 4e-4, "perceptual": "ssim", "checkpoint_every": 200, "preview_every": 200,
+        "image_size": 64, "kp_input_scale": 0.5, "kp_blocks": 3, "kp_base_channels": 16,
+        "kp_max_channels": 128, "gen_channels": 16, "gen_blocks": 3, "num_keypoints": 10,
+        "step1_iterations": 900, "step2_iterations": 400, "step1_batch": 8, "step2_batch": 6,
+        "lr": 4e-4, "perceptual": "ssim", "checkpoint_every": 100, "preview_every": 150,
     },
     # Trains both steps end to end on a CPU in well under 2 minutes; used by the tests.
     "tiny": {

@@ -58,7 +58,8 @@ def evaluate_job(job: Job, device: torch.device, out_dir: Path) -> dict:
     sheet = write_png(out_dir / "contact_sheet.png", contact_sheet(rows, marks, columns=6))
     conditions = {
         "job": str(job.folder), "preset": job.read().get("preset"),
-        "clips": {k: f"{c.name} ({c.frame_count} frames, {c.frame_size[0]}×{c.frame_size[1]})" for k, c in clips.items()},
+        "clips": {k: f"{c.name} ({c.frame_count} frames, {c.frame_size[0]}×{c.frame_size[1]})"
+                  for k, c in clips.items()},
         "trained": f"step {meta['step']} iteration {meta['iteration']} (finished: {meta['finished']})",
         "iterations": f"{config.step1_iterations} + {config.step2_iterations}", "image_size": size,
         "num_keypoints": config.num_keypoints, "device": device_name(device),
