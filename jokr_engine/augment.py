@@ -19,13 +19,10 @@ class PairAugment(torch.nn.Module):
         self.stretch = K.RandomAffine(degrees=20.0, scale=(0.8, 1.2, 0.8, 1.2), shear=20.0, p=1.0)
 
     def forward(self, stacked: torch.Tensor) -> torch.Tensor:
-        use_rigid = torch.rand(stacked.shape[0], device=stacked.device) < 0.6
-        out = torch.empty_like(stacked)
-        if use_rigid.any():
-            out[use_rigid] = self.rigid(stacked[use_rigid])
-        if (~use_rigid).any():
-            out[~use_rigid] = self.stretch(stacked[~use_rigid])
-        return out
+        # Both branches run on the whole batch and a per-sample choice picks one: no host sync, and the
+        # random stream consumed is the same every iteration (exact resume).
+        use_rigid = torch.rand(stacked.shape[0], 1, 1, 1, device=stacked.device) < 0.6
+        return torch.where(use_rigid, self.rigid(stacked), self.stretch(stacked))
 
 
 def random_theta(batch: int, std: float, device, dtype=torch.float32) -> torch.Tensor:

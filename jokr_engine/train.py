@@ -87,7 +87,7 @@ class Trainer:
     # --- one iteration of each step -------------------------------------------------------------
     def step1_iteration(self) -> dict[str, torch.Tensor]:
         c, m = self.config, self.models
-        keypoints, heatmaps, terms = {}, {}, {k: 0.0 for k in STEP1_LOSSES}
+        keypoints, masks, terms = {}, {}, {k: 0.0 for k in STEP1_LOSSES}
         with self.autocast:
             for label in DOMAINS:
                 (img_t, mask_t), (img_next, _) = self.data[label].sample(c.step1_batch, self.augment, pairs=True)
@@ -96,17 +96,16 @@ class Trainer:
                 detected = m.E(torch.cat([img_t, img_next, warp_by_theta(img_t, theta)]))
                 k_t, k_next, k_warped = detected["keypoints"].chunk(3)
                 heat_t = detected["heatmaps"][: img_t.shape[0]]
-                keypoints[label], heatmaps[label] = k_t, heat_t
+                keypoints[label], masks[label] = k_t, mask_t
                 terms["equivariance"] = terms["equivariance"] + equivariance_loss(k_t, k_warped, theta)
                 terms["separation"] = terms["separation"] + separation_loss(k_t, c.separation_delta)
                 terms["containment"] = terms["containment"] + containment_loss(heat_t, m.E.mask_at_heatmap(mask_t))
                 terms["temporal"] = terms["temporal"] + temporal_loss(k_t, k_next)
-                keypoints[label + "_mask"] = mask_t
             maps = draw_keypoint_maps(torch.cat([keypoints["A"], keypoints["B"]]), c.image_size, c.heatmap_scale)
             shapes = m.G(maps).float()
             n = keypoints["A"].shape[0]
-            terms["silhouette"] = (silhouette_loss(shapes[:n, 0:1], keypoints["A_mask"])
-                                   + silhouette_loss(shapes[n:, 1:2], keypoints["B_mask"]))
+            terms["silhouette"] = (silhouette_loss(shapes[:n, 0:1], masks["A"])
+                                   + silhouette_loss(shapes[n:, 1:2], masks["B"]))
             b_in_a = m.T(keypoints["B"])
             terms["domain"] = domain_confusion_loss(m.D(keypoints["A"]).float(), m.D(b_in_a).float())
             total = (c.w_silhouette * terms["silhouette"] + c.w_equivariance * terms["equivariance"]
