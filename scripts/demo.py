@@ -1,0 +1,141 @@
+"""The demo, headless in real Blender (bpy): two bundled clips → trained job → keypoint empties →
+one keypoint edited → retargeted strip in the sequencer → saved .blend, side-by-side video, contact sheet.
+
+Run through scripts/demo.sh (which sets up .venv first). Everything goes to demo/output/."""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+REPO = Path(__file__).resolve().parents[1]
+DATA = REPO / "demo" / "data"
+ADDON = "jokr_blender"
+JOB_NAME = "cat_fox"
+EDITED_KEYPOINT, EDITED_FRAMES = 3, range(30, 40)
+
+
+def say(text: str) -> None:
+    print(f"[demo] {text}", flush=True)
+
+
+def parse_args() -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--preset", default="demo", choices=["demo", "tiny", "fast", "paper"],
+                        help="demo: 2-core CPU in under 10 minutes; paper: the authors' settings (GPU)")
+    parser.add_argument("--out", type=Path, default=REPO / "demo" / "output")
+    parser.add_argument("--device", default="auto", choices=["auto", "cuda", "mps", "cpu"])
+    return parser.parse_args()
+
+
+def main() -> int:
+    args = parse_args()
+    out = args.out.resolve()
+    if out.exists():
+        shutil.rmtree(out)
+    out.mkdir(parents=True)
+    # A private Blender user folder: the demo never touches the user's own preferences.
+    os.environ["BLENDER_USER_RESOURCES"] = str(out / ".blender-user")
+    import bpy  # noqa: I001 - first: importing bpy puts Blender's own modules (addon_utils) on the path
+    import addon_utils
+
+    sys.path.insert(0, str(REPO))
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    if addon_utils.enable(ADDON, default_set=True, handle_error=None) is None:
+        say("the add-on did not enable")
+        return 1
+    from jokr_blender.blender import compat, keypoints, render, session, timers
+
+    prefs = bpy.context.preferences.addons[ADDON].preferences
+    prefs.engine_python = sys.executable  # this venv has the engine's packages
+    prefs.engine_path = str(REPO)
+    prefs.device = args.device
+
+    scene = compat.sequencer_scene(bpy.context)
+    scene.render.resolution_x, scene.render.resolution_y = 304, 160
+    scene.render.fps = 25
+    strips = {}
+    for label, name, channel in (("A", "cat", 1), ("B", "fox", 2)):
+        frames = sorted((DATA / name / "frames").iterdir())
+        strip = compat.new_image_strip(scene, name, str(frames[0]), channel, 1)
+        for frame in frames[1:]:
+            strip.elements.append(frame.name)
+        strips[label] = strip
+    scene.frame_start, scene.frame_end = 1, strips["A"].frame_final_duration
+    settings = scene.jokr
+    settings.clip_a.strip, settings.clip_b.strip = strips["A"].name, strips["B"].name
+    settings.job_name, settings.preset = JOB_NAME, args.preset
+    blend = out / "demo.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(blend))  # saved first: the job goes to //jokr/<job>/ beside it
+    say(f"scene with strips 'cat' (A, motion) and 'fox' (B, look) saved to {blend}")
+
+    started = time.monotonic()
+    if bpy.ops.jokr.train() != {'FINISHED'}:
+        say(f"training did not start: {settings.error_message} {settings.error_hint}")
+        return 1
+    shown = 0.0
+    while session.manager.is_running():
+        session.manager.pump(timeout=1.0)
+        timers.poll_jobs()
+        if time.monotonic() - shown > 15:
+            shown = time.monotonic()
+            say(f"training: step {settings.step}, iteration {settings.iteration}/{settings.iterations}, "
+                f"{settings.losses}, {settings.eta_s / 60:.1f} min left")
+    timers.poll_jobs()
+    if settings.state != "finished":
+        say(f"training ended '{settings.state}': {settings.error_message} {settings.error_hint}")
+        return 1
+    job = Path(bpy.path.abspath(settings.job_dir))
+    job_name = session.job_name(settings)
+    say(f"trained in {(time.monotonic() - started) / 60:.1f} min; job folder {job}")
+
+    if bpy.ops.jokr.import_keypoints() != {'FINISHED'}:
+        say("importing keypoints failed")
+        return 1
+    session.manager.pump(timeout=600)
+    timers.poll_jobs()
+    empty = bpy.data.objects[keypoints.empty_name(job_name, "A", EDITED_KEYPOINT)]
+    camera = bpy.data.objects[keypoints.camera_name(job_name, "A")]
+    x_curve = compat.location_fcurves(empty)[0]
+    lift = 0.12 * camera.data.ortho_scale
+    for frame in EDITED_FRAMES:  # raise keypoint 3 of the cat by 12 % of the frame on frames 30–39
+        empty.location = (x_curve.evaluate(frame), compat.location_fcurves(empty)[1].evaluate(frame) + lift, 0)
+        empty.keyframe_insert("location", frame=frame)
+    say(f"moved {empty.name} up on frames {EDITED_FRAMES.start}–{EDITED_FRAMES.stop - 1}")
+
+    if bpy.ops.jokr.render_strip(wait=True) != {'FINISHED'}:
+        say(f"render failed: {settings.task_text}")
+        return 1
+    result = [s for s in compat.all_strips(scene) if s.name.startswith(keypoints.rig_prefix(job_name))]
+    bpy.ops.wm.save_mainfile()
+    say(f"rendered strip '{result[0].name}' added in channel {result[0].channel}; saved {blend}")
+
+    engine = [sys.executable, "-m", "jokr_engine"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    video = out / "side_by_side.mp4"
+    subprocess.run([*engine, "render", "--job", str(job), "--look", "B", "--keypoints",
+                    render.edited_keypoints_path(str(job)), "--out", str(out / "ab_frames"), "--preview-video",
+                    str(video), "--device", args.device], check=True, stdout=subprocess.DEVNULL, env=env)
+    subprocess.run([*engine, "eval", "--job", str(job), "--out", str(out / "eval"), "--device", args.device],
+                   check=True, stdout=subprocess.DEVNULL, env=env)
+    shutil.copy(out / "eval" / "contact_sheet.png", out / "contact_sheet.png")
+    addon_utils.disable(ADDON, default_set=True, handle_error=None)
+
+    say("done. Files:")
+    for what, path in (("Blender file (strips, keypoint empties, rendered strip)", blend),
+                       ("rendered RGBA frames", render.render_folder(str(job))),
+                       ("side-by-side video (input over result)", video),
+                       ("contact sheet (inputs, keypoints, silhouettes, AB, BA)", out / "contact_sheet.png"),
+                       ("quality report", out / "eval" / "eval.md"),
+                       ("job folder (checkpoints, events, keypoints)", job)):
+        print(f"  {what}: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
