@@ -24,7 +24,6 @@ from .protocol import Event, ProtocolError, make_event, validate_event
 
 STATES = ("idle", "starting", "training", "cancelling", "finished", "failed", "cancelled")
 ACTIVE_STATES = ("starting", "training", "cancelling")
-TASK_STATUSES = ("running", "finished", "failed", "cancelled")
 
 EVENTS_FILE = "events.jsonl"
 LOG_FILE = "engine.log"
@@ -61,6 +60,7 @@ class TaskState:
     progress: Progress | None = None
     outputs: dict = field(default_factory=dict)
     error: ErrorInfo | None = None
+    note: str = ""  # what the add-on made of the outputs (e.g. "strip updated"), for the panel
 
 
 @dataclass
@@ -98,7 +98,8 @@ class JobState:
     def _on_progress(self, event: Event) -> None:
         progress = Progress(
             step=event.get("step"), iteration=event.get("iteration"), of=event.get("of"),
-            losses=dict(event.get("losses") or {}), its_per_s=event.get("its_per_s"), eta_s=event.get("eta_s"),
+            losses=dict(event.get("losses") or {}), its_per_s=event.get("its_per_s"),
+            eta_s=event.get("eta_s"),
         )
         if self.command == "train":
             self.progress = progress
@@ -124,7 +125,8 @@ class JobState:
     def _on_error(self, event: Event) -> None:
         error = ErrorInfo(event.get("message"), event.get("hint") or "", event.get("code") or "internal")
         # Engine errors carry no command; the add-on adds it when it persists one (see persist_outcome).
-        command = self.command or event.get("command")
+        # An error with neither, before any training, is a training that never got going.
+        command = self.command or event.get("command") or ("train" if self.state == "idle" else None)
         if command == "train":
             self.state = "failed"
             self.error = error
@@ -151,6 +153,16 @@ class JobState:
         if self.command == "train" and self.state in ("starting", "training"):
             self.state = "cancelling"
             self.version += 1
+
+    def note_task(self, note: str = "", error: ErrorInfo | None = None) -> None:
+        """Record what the add-on did with a finished task's outputs, or why it could not."""
+        if self.task is None:
+            return
+        self.task.note = note
+        if error is not None:
+            self.task.status = "failed"
+            self.task.error = error
+        self.version += 1
 
     def run_is_open(self) -> bool:
         """True while the current run has not reported its outcome (done or error)."""

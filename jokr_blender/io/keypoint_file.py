@@ -58,7 +58,8 @@ class KeypointFile:
         """A copy whose clips in `replacements` (label → frames × K × [x, y]) have new keypoints."""
         record = copy.deepcopy(self.record)
         for label, keypoints in replacements.items():
-            record["clips"][label]["keypoints"] = [[[float(x), float(y)] for x, y in frame] for frame in keypoints]
+            record["clips"][label]["keypoints"] = [[[float(x), float(y)] for x, y in frame]
+                                                   for frame in keypoints]
         return KeypointFile(record)
 
 

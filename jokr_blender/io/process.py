@@ -21,6 +21,7 @@ import queue
 import signal
 import subprocess
 import sys
+import tempfile
 import threading
 import time
 from collections.abc import Callable
@@ -67,14 +68,15 @@ def last_log_line(path: str) -> str:
 class EngineInfo:
     version: str
     device: str
-    details: dict
 
 
 def check_engine(python: str, env: dict, timeout_s: float = 120.0) -> EngineInfo:
     """Run `--version --json`. Raises EngineStartError with the engine's own error line on failure."""
     try:
+        # A neutral working folder, as runs have theirs (the job's): `-m` must not find a package in
+        # Blender's current folder that the engine will not find when it runs for real.
         result = subprocess.run(version_command(python), capture_output=True, text=True, env=env,
-                                timeout=timeout_s, stdin=subprocess.DEVNULL)
+                                timeout=timeout_s, stdin=subprocess.DEVNULL, cwd=tempfile.gettempdir())
     except FileNotFoundError:
         raise EngineStartError(f"Engine Python not found: {python}") from None
     except PermissionError:
@@ -90,7 +92,7 @@ def check_engine(python: str, env: dict, timeout_s: float = 120.0) -> EngineInfo
         message = info.get("error") or (lines[-1] if lines else f"exit code {result.returncode}")
         raise EngineStartError(f"The engine does not work: {message}")
     device = info.get("device_name") or info.get("device") or "unknown device"
-    return EngineInfo(str(info.get("engine", "?")), str(device), info)
+    return EngineInfo(str(info.get("engine", "?")), str(device))
 
 
 @dataclass
@@ -99,7 +101,6 @@ class Run:
 
     job_dir: str
     command: str
-    argv: list[str]
     process: subprocess.Popen
     on_finished: Callable[[Run], None] | None = None
     events: queue.Queue = field(default_factory=queue.Queue)
@@ -153,6 +154,9 @@ class JobManager:
             self._states[key] = job_state.recover(key)
         return self._states[key]
 
+    def known_jobs(self) -> list[tuple[str, job_state.JobState]]:
+        return list(self._states.items())
+
     def forget(self, job_dir: str) -> None:
         """Drop the cached state of a job without a run, so the next state() re-reads the folder."""
         key = self.key(job_dir)
@@ -173,14 +177,18 @@ class JobManager:
         key = self.key(job_dir)
         if key in self._runs:
             raise EngineStartError(f"The engine is already running {self._runs[key].command} for this job")
-        os.makedirs(key, exist_ok=True)
+        try:
+            os.makedirs(key, exist_ok=True)
+            log = open(os.path.join(key, job_state.LOG_FILE), "ab")  # closed by the `with log` below
+        except OSError as error:
+            raise EngineStartError(f"Cannot write the job folder {key}: {error.strerror}") from None
         if command == "train":  # a stale CANCEL would stop the new run at once
             try:
                 os.unlink(os.path.join(key, job_state.CANCEL_FILE))
             except FileNotFoundError:
                 pass
         state = self.state(key)
-        with open(os.path.join(key, job_state.LOG_FILE), "ab") as log:
+        with log:
             log.write(f"\n--- {time.strftime('%Y-%m-%d %H:%M:%S')} {' '.join(argv)}\n".encode())
             log.flush()
             isolation = ({"creationflags": subprocess.CREATE_NEW_PROCESS_GROUP} if _WINDOWS
@@ -192,7 +200,7 @@ class JobManager:
                 raise EngineStartError(f"Engine Python not found: {argv[0]}") from None
             except PermissionError:
                 raise EngineStartError(f"Engine Python is not executable: {argv[0]}") from None
-        run = Run(key, command, list(argv), process, on_finished)
+        run = Run(key, command, process, on_finished)
         run.reader = threading.Thread(target=_read_stdout, args=(run,), name=f"jokr-reader-{command}",
                                       daemon=True)
         run.reader.start()
@@ -222,8 +230,12 @@ class JobManager:
             run.on_finished = None
             self.cancel(run.job_dir, grace_s)
         self.pump(timeout=grace_s + 2.0)
-        for run in list(self._runs.values()):  # did not even die from SIGKILL in time: give up on it
+        for run in list(self._runs.values()):  # still there: kill, and close it without waiting further
             self._kill_group(run)
+            try:
+                run.process.wait(timeout=1.0)
+            except subprocess.TimeoutExpired:
+                pass
             self._close(run)
 
     # ---- progress
@@ -313,14 +325,15 @@ class JobManager:
             log.write(text.rstrip("\n") + "\n")
 
     def _close(self, run: Run) -> None:
-        """The process ended and stdout is drained: settle the outcome, clean up, call back."""
-        run.returncode = run.process.wait()
+        """The process ended (normally) and stdout is drained: settle the outcome, clean up, call back."""
+        run.returncode = run.process.poll()
         if not _WINDOWS:  # leftovers the engine spawned in its group (data loader workers …)
             try:
                 os.killpg(run.process.pid, signal.SIGKILL)
             except (ProcessLookupError, PermissionError):
                 pass
-        run.process.stdout.close()
+        if not run.reader.is_alive():
+            run.process.stdout.close()
         state = self.state(run.job_dir)
         closing = state.outcome_for_exit(run.returncode, run.cancel_at is not None,
                                          last_log_line(run.log_path), time.time())

@@ -14,12 +14,7 @@ from dataclasses import dataclass, field
 SCHEMA = "jokr.events/1"
 ENGINE_MODULE = "jokr_engine"
 
-COMMANDS = ("train", "keypoints", "render", "eval", "bench")
 DONE_STATUSES = ("finished", "cancelled", "paused")
-ERROR_CODES = (
-    "bad_input", "bad_keypoints", "incompatible_job", "non_finite_loss", "out_of_memory",
-    "missing_weights", "internal",
-)
 PRESETS = ("tiny", "demo", "fast", "paper")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 LOOKS = ("A", "B")

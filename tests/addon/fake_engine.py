@@ -85,12 +85,13 @@ def train(args, emit: Emitter) -> int:
             pass
     else:
         if MODE == "bad-input":
-            emit.emit("error", message=f"clip {args.a} has no frames", hint="pick another clip", code="bad_input")
+            emit.emit("error", message=f"clip {args.a} has no frames", hint="pick another clip",
+                      code="bad_input")
             return 2
         os.makedirs(job, exist_ok=True)
-        specs = {label: {"path": path, "start": start, "count": count, "mask": mask}
-                 for label, path, start, count, mask in (("A", args.a, args.a_start, args.a_count, args.a_mask),
-                                                         ("B", args.b, args.b_start, args.b_count, args.b_mask))}
+        specs = {label: {"path": getattr(args, low), "start": getattr(args, f"{low}_start"),
+                         "count": getattr(args, f"{low}_count"), "mask": getattr(args, f"{low}_mask")}
+                 for label, low in (("A", "a"), ("B", "b"))}
         with open(os.path.join(job, "job.json"), "w") as stream:
             json.dump({"format": "fake", "clips": specs, "preset": args.preset, "argv": sys.argv}, stream)
         resumed = None
@@ -109,8 +110,8 @@ def train(args, emit: Emitter) -> int:
         for iteration in range(start_iteration if step == start_step else 0, ITERATIONS):
             time.sleep(SLEEP)
             if MODE == "stubborn":
-                emit.emit("progress", step=step, iteration=iteration + 1, of=ITERATIONS, losses={}, its_per_s=1.0,
-                          eta_s=1.0)
+                emit.emit("progress", step=step, iteration=iteration + 1, of=ITERATIONS, losses={},
+                          its_per_s=1.0, eta_s=1.0)
                 while True:
                     time.sleep(0.1)
             if MODE == "crash" and iteration == 2:
@@ -153,11 +154,12 @@ def keypoints(args, emit: Emitter) -> int:
     clips = {}
     for label, phase in (("A", 0.0), ("B", 1.0)):
         count, size, path, start = clip_frames(args.job, label)
-        points = [[[0.5 + 0.25 * math.cos(phase + f * 0.1 + k * 2 * math.pi / KEYPOINTS),
-                    0.5 + 0.25 * math.sin(phase + f * 0.1 + k * 2 * math.pi / KEYPOINTS)] for k in range(KEYPOINTS)]
+        angles = [[phase + f * 0.1 + k * 2 * math.pi / KEYPOINTS for k in range(KEYPOINTS)]
                   for f in range(count)]
-        clips[label] = {"source": path, "start": start, "frame_count": count, "frame_size": list(size), "pad": 0.2,
-                        "model_size": 64, "crop_boxes": [[0, 0, size[0], size[1]]] * count, "keypoints": points}
+        points = [[[0.5 + 0.25 * math.cos(a), 0.5 + 0.25 * math.sin(a)] for a in frame] for frame in angles]
+        clips[label] = {"source": path, "start": start, "frame_count": count, "frame_size": list(size),
+                        "pad": 0.2, "model_size": 64, "crop_boxes": [[0, 0, size[0], size[1]]] * count,
+                        "keypoints": points}
     out = args.out or os.path.join(args.job, "keypoints.json")
     with open(out, "w") as stream:
         json.dump({"format": "jokr.keypoints", "version": 1, "num_keypoints": KEYPOINTS,
@@ -192,7 +194,8 @@ def main(argv: list[str]) -> int:
     if argv[:2] == ["-m", "jokr_engine"]:
         argv = argv[2:]
     if MODE == "missing-torch":
-        print("Traceback (most recent call last):\nModuleNotFoundError: No module named 'torch'", file=sys.stderr)
+        print("Traceback (most recent call last):\nModuleNotFoundError: No module named 'torch'",
+              file=sys.stderr)
         return 1
     if argv[:1] == ["--version"]:
         print(json.dumps({"engine": "0.0-fake", "python": "3", "torch": "fake", "device": "cpu",
