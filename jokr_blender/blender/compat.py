@@ -3,6 +3,8 @@
 - Sequencer: 4.4 renamed `sequences`/`sequences_all` to `strips`/`strips_all`; 5.0 removed the old names.
 - Sequencer scene: 5.0 edits the sequence of `context.sequencer_scene`, which may be absent or None
   (no sequencer scene chosen, or bpy without a window): then it is `context.scene`, as before 5.0.
+- Paths: newer versions warn when a path property holds a '//' (blend-relative) path unless it is
+  declared with the PATH_SUPPORTS_BLEND_RELATIVE option, which 4.2 does not know.
 - Animation: 4.4 introduced slotted (layered) actions; 5.0 removed the legacy `Action.fcurves`.
   From 4.4 an action gets a slot for its object, and F-curves live in the channelbag of that slot.
 """
@@ -14,7 +16,9 @@ import bpy
 _EDITOR_PROPERTIES = bpy.types.SequenceEditor.bl_rna.properties
 STRIPS = "strips" if "strips" in _EDITOR_PROPERTIES else "sequences"
 STRIPS_ALL = "strips_all" if "strips_all" in _EDITOR_PROPERTIES else "sequences_all"
-SLOTTED_ACTIONS = hasattr(bpy.types.Action, "slots")
+_BLEND_RELATIVE_KNOWN = "is_path_supports_blend_relative" in bpy.types.Property.bl_rna.properties
+BLEND_RELATIVE_PATH = {'PATH_SUPPORTS_BLEND_RELATIVE'} if _BLEND_RELATIVE_KNOWN else set()
+SLOTTED_ACTIONS = "slots" in bpy.types.Action.bl_rna.properties
 
 
 def sequencer_scene(context) -> bpy.types.Scene:

@@ -1,9 +1,9 @@
 """Add-on preferences: where the engine is, which device it uses and where job folders go."""
 
-from __future__ import annotations
-
 import bpy
 from bpy.props import EnumProperty, StringProperty
+
+from . import compat
 
 # The add-on's package ("jokr_blender", or "bl_ext.<repo>.jokr" once installed as an extension).
 ADDON_PACKAGE = __package__.rpartition(".")[0]
@@ -35,9 +35,9 @@ class JOKR_AddonPreferences(bpy.types.AddonPreferences):
                          items=DEVICE_ITEMS, default='auto')
     job_root: StringProperty(
         name="Job Folder",
-        description="Folder for job folders; '//' is the folder of the .blend file. Unsaved files use "
-                    "the add-on's user data folder",
-        subtype='DIR_PATH', default="//jokr/",
+        description="Folder for job folders (empty: a 'jokr' folder next to the .blend file; the add-on's "
+                    "user data folder while the file is unsaved)",
+        subtype='DIR_PATH', options=compat.BLEND_RELATIVE_PATH,
     )
     engine_status: StringProperty(name="Engine", description="Result of the last Check Engine")
 

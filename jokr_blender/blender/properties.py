@@ -3,17 +3,23 @@
 The mirrors are rewritten from the job's state (never edited by hand), so they are always right
 after an undo or a file reload: the timer or the load handler simply syncs them again."""
 
-from __future__ import annotations
-
 import os
 
 import bpy
-from bpy.props import (BoolProperty, EnumProperty, FloatProperty, FloatVectorProperty, IntProperty,
-                       PointerProperty, StringProperty)
+from bpy.props import (
+    BoolProperty,
+    EnumProperty,
+    FloatProperty,
+    FloatVectorProperty,
+    IntProperty,
+    PointerProperty,
+    StringProperty,
+)
 
 from ..io import job_state
 from ..io.process import JobManager
 from ..io.protocol import PRESETS
+from . import compat
 
 MASK_SOURCE_ITEMS = (
     ('AUTO', "Masks Folder Beside", "A folder named 'masks' next to the folder of the frames, one mask per "
@@ -47,7 +53,7 @@ class JOKR_PG_clip(bpy.types.PropertyGroup):
                                  description="Pixels farther than this from the key colour are the animal")
     luma_threshold: FloatProperty(name="Threshold", min=0.0, max=1.0, default=0.5,
                                   description="Pixels brighter than this are the animal")
-    mask_folder: StringProperty(name="Mask Folder", subtype='DIR_PATH',
+    mask_folder: StringProperty(name="Mask Folder", subtype='DIR_PATH', options=compat.BLEND_RELATIVE_PATH,
                                 description="Folder of mask images, one per frame of the whole clip")
 
 
@@ -62,8 +68,10 @@ class JOKR_PG_job(bpy.types.PropertyGroup):
                                   description="Iterations of step 1 (0: the preset's)")
     step2_iterations: IntProperty(name="Step 2 Iterations", min=0, default=0,
                                   description="Iterations of step 2 (0: the preset's)")
-    job_name: StringProperty(name="Job Name", description="Name of the job folder (empty: from the strip names)")
-    job_dir: StringProperty(name="Job Folder", subtype='DIR_PATH', description="Folder of this scene's job")
+    job_name: StringProperty(name="Job Name",
+                             description="Name of the job folder (empty: made from the strip names)")
+    job_dir: StringProperty(name="Job Folder", subtype='DIR_PATH', description="Folder of this scene's job",
+                            options=compat.BLEND_RELATIVE_PATH)
     result_strip: StringProperty(name="Result Strip", description="Strip showing the rendered frames")
 
     # Mirrors of the job's state, for drawing.
@@ -76,40 +84,40 @@ class JOKR_PG_job(bpy.types.PropertyGroup):
     losses: StringProperty(name="Losses")
     eta_s: FloatProperty(name="Time Left", subtype='TIME_ABSOLUTE', unit='TIME_ABSOLUTE')
     device_name: StringProperty(name="Device")
-    preview_path: StringProperty(name="Preview", subtype='FILE_PATH')
+    preview_path: StringProperty(name="Preview")
     error_message: StringProperty(name="Error")
     error_hint: StringProperty(name="Hint")
     task_text: StringProperty(name="Task", description="The latest keypoints or render run")
     task_failed: BoolProperty(name="Task Failed")
 
-    def sync(self, state: job_state.JobState, job_dir: str) -> None:
-        """Copy the job's state into the mirrors, writing only what changed."""
-        progress = state.progress
-        values = {
-            "state": state.state,
-            "can_resume": job_state.can_resume(state, job_dir),
-            "progress": state.overall_fraction(),
-            "step": progress.step if progress else 0,
-            "iteration": progress.iteration if progress else 0,
-            "iterations": progress.of if progress else 0,
-            "losses": "  ".join(f"{name} {value:.3g}" for name, value in sorted((progress.losses or {}).items())
-                                if value is not None) if progress else "",
-            "eta_s": (progress.eta_s or 0.0) if progress else 0.0,
-            "device_name": state.device or "",
-            "preview_path": state.preview_path or "",
-            "error_message": state.error.message if state.error and state.state == "failed" else "",
-            "error_hint": state.error.hint if state.error and state.state == "failed" else "",
-            "task_text": task_text(state.task),
-            "task_failed": bool(state.task and state.task.status == "failed"),
-        }
-        for name, value in values.items():
-            current = getattr(self, name)
-            changed = abs(current - value) > 1e-6 if isinstance(value, float) else current != value
-            if changed:
-                setattr(self, name, value)
 
-    def clear_state(self) -> None:
-        self.sync(job_state.JobState(), "")
+def sync(settings, state: job_state.JobState, job_dir: str) -> None:
+    """Copy the job's state into the scene's mirrors, writing only what changed.
+
+    A function, not a method: in bpy 4.2 a PropertyGroup class with methods crashes Python's exit."""
+    progress = state.progress
+    values = {
+        "state": state.state,
+        "can_resume": job_state.can_resume(state, job_dir),
+        "progress": state.overall_fraction(),
+        "step": progress.step if progress else 0,
+        "iteration": progress.iteration if progress else 0,
+        "iterations": progress.of if progress else 0,
+        "losses": "  ".join(f"{name} {value:.3g}" for name, value in sorted((progress.losses or {}).items())
+                            if value is not None) if progress else "",
+        "eta_s": (progress.eta_s or 0.0) if progress else 0.0,
+        "device_name": state.device or "",
+        "preview_path": state.preview_path or "",
+        "error_message": state.error.message if state.error and state.state == "failed" else "",
+        "error_hint": state.error.hint if state.error and state.state == "failed" else "",
+        "task_text": task_text(state.task),
+        "task_failed": bool(state.task and state.task.status == "failed"),
+    }
+    for name, value in values.items():
+        current = getattr(settings, name)
+        changed = abs(current - value) > 1e-6 if isinstance(value, float) else current != value
+        if changed:
+            setattr(settings, name, value)
 
 
 def task_text(task: job_state.TaskState | None) -> str:
@@ -124,6 +132,8 @@ def task_text(task: job_state.TaskState | None) -> str:
         return f"{name} failed: {task.error.message}" + (f" — {task.error.hint}" if task.error.hint else "")
     if task.status == "cancelled":
         return f"{name}: cancelled"
+    if task.note:
+        return f"{name}: {task.note}"
     frames = task.outputs.get("frames")
     if isinstance(frames, int):
         return f"{name}: {frames} frame{'s' if frames != 1 else ''} written"
@@ -137,7 +147,7 @@ def sync_scenes(job_dir: str, state: job_state.JobState) -> None:
     for scene in bpy.data.scenes:
         settings = scene.jokr
         if settings.job_dir and JobManager.key(bpy.path.abspath(settings.job_dir)) == key:
-            settings.sync(state, job_dir)
+            sync(settings, state, job_dir)
 
 
 classes = (JOKR_PG_clip, JOKR_PG_job)

@@ -28,7 +28,8 @@ def engine_python(context) -> str:
     if not python:
         raise UserError("Set the engine's Python in Preferences › Add-ons › JOKR Motion Retargeting")
     if not os.path.isfile(python):
-        raise UserError(f"Engine Python not found: {python} (Preferences › Add-ons › JOKR Motion Retargeting)")
+        raise UserError(f"Engine Python not found: {python} (Preferences › Add-ons › JOKR Motion "
+                        "Retargeting)")
     return python
 
 
@@ -62,6 +63,20 @@ def job_root(context) -> tuple[str, str | None]:
         folder = user_jobs_folder()
         return folder, f"The .blend file is not saved yet: the job goes to {folder}"
     return os.path.normpath(bpy.path.abspath(root)), None
+
+
+def stored_path(folder: str) -> str:
+    """A folder as the .blend keeps it: relative ('//…') when it lies inside the .blend's folder, so the
+    project can move as a whole; absolute otherwise."""
+    if bpy.data.filepath:
+        base = os.path.dirname(bpy.data.filepath)
+        try:
+            inside = os.path.commonpath([base, os.path.abspath(folder)]) == base
+        except ValueError:  # another drive
+            inside = False
+        if inside:
+            return bpy.path.relpath(folder)
+    return folder
 
 
 def job_name(settings) -> str:

@@ -68,7 +68,8 @@ def get_strip(scene, name: str, what: str):
         raise UserError(f"Strip '{name}' ({what}) is not in the sequencer any more: add it back or choose "
                         "another strip in the JOKR panel")
     if strip.type not in {'IMAGE', 'MOVIE'}:
-        raise UserError(f"Strip '{name}' ({what}) is a {strip.type.lower()} strip: use a movie or image strip")
+        raise UserError(f"Strip '{name}' ({what}) is a {strip.type.lower()} strip: use a movie or an image "
+                        "strip")
     return strip
 
 
@@ -86,8 +87,8 @@ def _image_clip(strip, what: str) -> tuple[str, int]:
     listing = folder_images(folder)
     start = listing.index(names[0])
     if listing[start:start + len(names)] != names:
-        raise UserError(f"Strip '{strip.name}' ({what}) shows images that are not consecutive in {folder}: the "
-                        "engine reads a folder in name order, so give the clip a folder of its own")
+        raise UserError(f"Strip '{strip.name}' ({what}) shows images that are not consecutive in {folder}: "
+                        "the engine reads a folder in name order, so give the clip a folder of its own")
     return folder, start
 
 
@@ -96,8 +97,8 @@ def _movie_clip(strip, what: str) -> tuple[str, int]:
     if not os.path.isfile(path):
         raise UserError(f"Strip '{strip.name}' ({what}): the movie {path} does not exist")
     if not path.lower().endswith(VIDEO_EXTENSIONS):
-        raise UserError(f"Strip '{strip.name}' ({what}): the engine reads {' '.join(VIDEO_EXTENSIONS)} movies; "
-                        "convert it or use an image sequence")
+        raise UserError(f"Strip '{strip.name}' ({what}): the engine reads {' '.join(VIDEO_EXTENSIONS)} "
+                        "movies; convert it or use an image sequence")
     return path, int(strip.animation_offset_start + strip.frame_offset_start)
 
 

@@ -1,0 +1,1 @@
+"""The bpy layer: one module per concern (see docs/ADDON.md)."""

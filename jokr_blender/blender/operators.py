@@ -1,0 +1,365 @@
+"""Operators of the JOKR panel. Each checks its inputs, starts the engine through the job manager and
+returns at once; the timer applies the engine's events and finishes the work (import the keypoints,
+add the result strip) when the engine is done. `wait=True` (scripts, tests) blocks until then.
+
+Problems the artist can fix are reported with self.report, never as a traceback, and leave the
+.blend and its keyframes as they were."""
+
+import os
+import traceback
+
+import bpy
+from bpy.props import BoolProperty
+
+from ..io import job_state, keypoint_file, protocol
+from ..io.process import EngineStartError, check_engine
+from . import compat, keypoints, preferences, properties, render, session, strips, timers
+from .session import UserError, manager
+
+CANCEL_GRACE_S = 20.0
+# Panel fields passed to the engine as `--set KEY=VALUE` when not 0 (0: the preset's value).
+SETTING_OVERRIDES = ("num_keypoints", "step1_iterations", "step2_iterations")
+WAIT_TIMEOUT_S = 24 * 3600.0
+
+WAIT = BoolProperty(name="Wait", description="Block until the engine is done (for scripts)",
+                    options={'HIDDEN', 'SKIP_SAVE'})
+
+
+def _settings(context):
+    scene = compat.sequencer_scene(context)
+    return scene, scene.jokr
+
+
+def _job_busy(settings) -> bool:
+    return bool(settings.job_dir) and manager.is_running(bpy.path.abspath(settings.job_dir))
+
+
+def _standard_view(scene) -> bool:
+    """Footage shows and renders untinted with the Standard view transform (not AgX/Filmic)."""
+    if scene.view_settings.view_transform == 'Standard':
+        return False
+    scene.view_settings.view_transform = 'Standard'
+    return True
+
+
+def _start_run(context, scene, job_dir: str, argv: list[str], command: str, follow_up=None):
+    """Start an engine run for the scene's job. `follow_up(scene)` runs on the main thread once the
+    engine finished; it returns a note for the panel or raises UserError."""
+    scene_name = scene.name
+
+    def finished(run):
+        if follow_up is None or run.status != "finished":
+            return
+        state = manager.state(run.job_dir)
+        target = bpy.data.scenes.get(scene_name)
+        if target is None or manager.key(bpy.path.abspath(target.jokr.job_dir)) != run.job_dir:
+            gone = job_state.ErrorInfo(f"Scene '{scene_name}' no longer holds this job", "", "bad_input")
+            state.note_task("", gone)
+            return
+        try:
+            state.note_task(follow_up(target))
+        except UserError as error:
+            state.note_task("", job_state.ErrorInfo(str(error), "", "bad_input"))
+        except Exception as error:  # noqa: BLE001 - runs in the timer, which must survive: show it instead
+            traceback.print_exc()
+            state.note_task("", job_state.ErrorInfo(f"{type(error).__name__}: {error}",
+                                                    "Blender's console has the details", "internal"))
+
+    try:
+        run = manager.start(job_dir, argv, command, session.engine_env(context), finished)
+    except EngineStartError as error:
+        raise UserError(str(error)) from None
+    properties.sync(scene.jokr, manager.state(job_dir), manager.key(job_dir))
+    timers.ensure_polling()
+    return run
+
+
+def _finish_waiting(operator, run) -> set[str]:
+    """For wait=True: block until the run closed, then report its outcome as the panel shows it."""
+    manager.wait(run.job_dir, WAIT_TIMEOUT_S)
+    timers.sync_changed()
+    if run.status == "failed":
+        message = run.error.message + (f" — {run.error.hint}" if run.error.hint else "")
+        operator.report({'ERROR'}, message)
+        return {'CANCELLED'}
+    task = manager.state(run.job_dir).task if run.command != "train" else None
+    if task is not None and task.status == "failed":  # the engine succeeded, the follow-up did not
+        operator.report({'ERROR'}, task.error.message)
+        return {'CANCELLED'}
+    operator.report({'INFO'}, (task.note if task else "") or f"{run.command.title()}: {run.status}")
+    return {'FINISHED'}
+
+
+class JOKR_OT_train(bpy.types.Operator):
+    bl_idname = "jokr.train"
+    bl_label = "Train"
+    bl_description = ("Train the JOKR model on clip A (motion) and clip B (look) in the background; "
+                      "Blender stays usable while it runs")
+    wait: WAIT
+
+    @classmethod
+    def poll(cls, context):
+        scene = compat.sequencer_scene(context)
+        return scene is not None and scene.sequence_editor is not None and not _job_busy(scene.jokr)
+
+    def execute(self, context):
+        scene, settings = _settings(context)
+        try:
+            python = session.engine_python(context)
+            clip_a = strips.clip_from_settings(scene, settings.clip_a, "A")
+            clip_b = strips.clip_from_settings(scene, settings.clip_b, "B")
+            if clip_a.strip_name == clip_b.strip_name:
+                raise UserError("Clip A and clip B are the same strip: choose two different clips")
+            root, note = session.job_root(context)
+            job_dir = os.path.join(root, session.job_name(settings))
+            if job_state.has_job(job_dir):
+                raise UserError(f"{job_dir} already holds a trained job: set another Job Name for a new one")
+            overrides = {key: getattr(settings, key) for key in SETTING_OVERRIDES if getattr(settings, key)}
+            argv = protocol.train_command(python, job_dir, clip_a.args, clip_b.args, settings.preset,
+                                          session.device(context), overrides)
+            manager.forget(job_dir)  # a new job in a folder used before: forget what it showed then
+            run = _start_run(context, scene, job_dir, argv, "train")
+        except UserError as error:
+            self.report({'ERROR'}, str(error))
+            return {'CANCELLED'}
+        settings.job_dir = session.stored_path(job_dir)
+        settings.result_strip = ""
+        if note:
+            self.report({'INFO'}, note)
+        if abs(clip_a.fps - clip_b.fps) > 1e-3:
+            self.report({'WARNING'}, f"Clip A runs at {clip_a.fps:g} fps and clip B at {clip_b.fps:g} fps: "
+                                     "motion is transferred frame by frame, at clip A's frames")
+        if _standard_view(scene):
+            self.report({'INFO'}, "View transform set to Standard so the footage shows untinted")
+        if self.wait:
+            return _finish_waiting(self, run)
+        self.report({'INFO'}, f"Training started in {job_dir}")
+        return {'FINISHED'}
+
+
+class JOKR_OT_cancel(bpy.types.Operator):
+    bl_idname = "jokr.cancel"
+    bl_label = "Cancel"
+    bl_description = "Stop the engine: it saves a checkpoint first, so Resume continues from there"
+
+    @classmethod
+    def poll(cls, context):
+        scene = compat.sequencer_scene(context)
+        return scene is not None and _job_busy(scene.jokr)
+
+    def execute(self, context):
+        scene, settings = _settings(context)
+        job_dir = bpy.path.abspath(settings.job_dir)
+        manager.cancel(job_dir, CANCEL_GRACE_S)
+        properties.sync(settings, manager.state(job_dir), manager.key(job_dir))
+        self.report({'INFO'}, "Cancelling: the engine saves a checkpoint and stops")
+        return {'FINISHED'}
+
+
+class JOKR_OT_resume(bpy.types.Operator):
+    bl_idname = "jokr.resume"
+    bl_label = "Resume"
+    bl_description = "Continue the cancelled or failed training from its last checkpoint"
+    wait: WAIT
+
+    @classmethod
+    def poll(cls, context):
+        scene = compat.sequencer_scene(context)
+        return scene is not None and scene.jokr.can_resume and not _job_busy(scene.jokr)
+
+    def execute(self, context):
+        scene, settings = _settings(context)
+        try:
+            job_dir = session.current_job_dir(settings)
+            if not job_state.can_resume(manager.state(job_dir), job_dir):
+                raise UserError("This job has no checkpoint to resume from, or it is finished")
+            argv = protocol.resume_command(session.engine_python(context), job_dir, session.device(context))
+            run = _start_run(context, scene, job_dir, argv, "train")
+        except UserError as error:
+            self.report({'ERROR'}, str(error))
+            return {'CANCELLED'}
+        if self.wait:
+            return _finish_waiting(self, run)
+        self.report({'INFO'}, "Training resumed")
+        return {'FINISHED'}
+
+
+class JOKR_OT_open_log(bpy.types.Operator):
+    bl_idname = "jokr.open_log"
+    bl_label = "Open Log"
+    bl_description = "Open the engine's log of this job (warnings, and the traceback when it crashed)"
+
+    @classmethod
+    def poll(cls, context):
+        scene = compat.sequencer_scene(context)
+        return scene is not None and bool(scene.jokr.job_dir)
+
+    def execute(self, context):
+        _scene, settings = _settings(context)
+        log = os.path.join(bpy.path.abspath(settings.job_dir), job_state.LOG_FILE)
+        if not os.path.isfile(log):
+            self.report({'WARNING'}, f"No log yet: {log}")
+            return {'CANCELLED'}
+        if bpy.app.background:
+            self.report({'INFO'}, f"Engine log: {log}")
+            return {'FINISHED'}
+        return bpy.ops.wm.path_open(filepath=log)
+
+
+def _keypoints_stale(job_dir: str, path: str) -> bool:
+    """Missing, or older than the checkpoint (training went on since it was written)."""
+    checkpoint = os.path.join(job_dir, job_state.CHECKPOINT_FILE)
+    return not os.path.isfile(path) or os.path.getmtime(path) < os.path.getmtime(checkpoint)
+
+
+class JOKR_OT_import_keypoints(bpy.types.Operator):
+    bl_idname = "jokr.import_keypoints"
+    bl_label = "Import Keypoints"
+    bl_description = ("Create or update the keypoint empties of both clips, keyed on every frame, over "
+                      "cameras that show the footage; your edits are kept")
+    bl_options = {'REGISTER', 'UNDO'}
+    reset: BoolProperty(name="Reset to Engine Keypoints", options={'SKIP_SAVE'},
+                        description="Replace the empties' animation (your edits too) with the engine's")
+    wait: WAIT
+
+    @classmethod
+    def poll(cls, context):
+        scene = compat.sequencer_scene(context)
+        return scene is not None and bool(scene.jokr.job_dir) and not _job_busy(scene.jokr)
+
+    def execute(self, context):
+        scene, settings = _settings(context)
+        rig_scene_name, reset = context.scene.name, self.reset
+        try:
+            job_dir = session.current_job_dir(settings)
+            job_name = os.path.basename(job_dir)
+            if not job_state.has_checkpoint(job_dir):
+                raise UserError("The job has no trained model yet: train it (or resume it) first")
+            for label, clip in (("A", settings.clip_a), ("B", settings.clip_b)):
+                strips.get_strip(scene, clip.strip, f"clip {label}")  # fail before the engine runs
+            path = os.path.join(job_dir, "keypoints.json")
+
+            def build(target_scene) -> keypoints.ImportResult:
+                rig_scene = bpy.data.scenes.get(rig_scene_name) or target_scene
+                try:
+                    keypoints_data = keypoint_file.load(path)
+                except keypoint_file.KeypointFileError as error:
+                    raise UserError(str(error)) from None
+                result = keypoints.import_rig(rig_scene, target_scene, target_scene.jokr, job_name,
+                                              keypoints_data, reset)
+                for footage_scene in {rig_scene, target_scene}:
+                    _standard_view(footage_scene)
+                return result
+
+            if _keypoints_stale(job_dir, path):
+                argv = protocol.keypoints_command(session.engine_python(context), job_dir,
+                                                  device=session.device(context))
+                run = _start_run(context, scene, job_dir, argv, "keypoints",
+                                 lambda target_scene: build(target_scene).message())
+                if self.wait:
+                    return _finish_waiting(self, run)
+                self.report({'INFO'}, "Extracting keypoints: the empties appear when the engine is done")
+                return {'FINISHED'}
+            result = build(scene)
+        except UserError as error:
+            self.report({'ERROR'}, str(error))
+            return {'CANCELLED'}
+        self.report({'WARNING'} if result.kept_edited or result.warnings else {'INFO'}, result.message())
+        return {'FINISHED'}
+
+
+class _RenderBase:
+    bl_options = {'REGISTER', 'UNDO'}
+    wait: WAIT
+
+    @classmethod
+    def poll(cls, context):
+        scene = compat.sequencer_scene(context)
+        return scene is not None and bool(scene.jokr.job_dir) and not _job_busy(scene.jokr)
+
+    def frames(self, scene, job_name: str, keypoints_data) -> tuple[int, int] | None:
+        return None
+
+    def execute(self, context):
+        scene, settings = _settings(context)
+        try:
+            job_dir = session.current_job_dir(settings)
+            job_name = os.path.basename(job_dir)
+            driving = strips.get_strip(scene, settings.clip_a.strip, "clip A")
+            try:
+                engine_keypoints = keypoint_file.load(os.path.join(job_dir, "keypoints.json"))
+            except keypoint_file.KeypointFileError:
+                raise UserError("Import the keypoints first: rendering reads the keypoint empties") from None
+            edited = render.edited_keypoint_file(job_name, engine_keypoints, scene)
+            if render.rig_first_frame(job_name, render.DRIVING) != driving.frame_final_start:
+                self.report({'WARNING'}, f"Strip '{driving.name}' moved since the keypoints were imported: "
+                                         "the result follows the strip, the keys stay where they were keyed")
+            frames = self.frames(scene, job_name, edited)
+            edited_path = render.edited_keypoints_path(job_dir)
+            try:
+                keypoint_file.save(edited_path, edited)
+            except OSError as error:
+                raise UserError(f"Cannot write {edited_path}: {error.strerror}") from None
+            argv = protocol.render_command(session.engine_python(context), job_dir, render.LOOK,
+                                           render.render_folder(job_dir), edited_path, frames,
+                                           session.device(context))
+
+            def show(target_scene):
+                strip = render.update_result_strip(target_scene, target_scene.jokr, job_dir, job_name,
+                                                   frames[0] if frames else None)
+                _standard_view(target_scene)
+                return f"result strip '{strip.name}' updated"
+
+            run = _start_run(context, scene, job_dir, argv, "render", show)
+        except UserError as error:
+            self.report({'ERROR'}, str(error))
+            return {'CANCELLED'}
+        if self.wait:
+            return _finish_waiting(self, run)
+        self.report({'INFO'}, "Rendering: the result strip updates when the engine is done")
+        return {'FINISHED'}
+
+
+class JOKR_OT_render_strip(_RenderBase, bpy.types.Operator):
+    bl_idname = "jokr.render_strip"
+    bl_label = "Render Strip"
+    bl_description = ("Render clip A's motion, as the keypoint empties now move, with clip B's look, into a "
+                      "strip above the clips")
+
+
+class JOKR_OT_render_frame(_RenderBase, bpy.types.Operator):
+    bl_idname = "jokr.render_frame"
+    bl_label = "Render Current Frame"
+    bl_description = "Render only the current frame, for quick feedback on a keypoint edit"
+
+    def frames(self, scene, job_name, keypoints_data):
+        # The clip frame whose keys sit under the playhead: the one the artist just edited.
+        index = scene.frame_current - render.rig_first_frame(job_name, render.DRIVING)
+        if not 0 <= index < keypoints_data.frame_count(render.DRIVING):
+            raise UserError(f"Frame {scene.frame_current} is outside the keyed frames of clip A")
+        return index, index + 1
+
+
+class JOKR_OT_check_engine(bpy.types.Operator):
+    bl_idname = "jokr.check_engine"
+    bl_label = "Check Engine"
+    bl_description = "Run the engine once to show its version and the device it would use"
+
+    def execute(self, context):
+        prefs = preferences.get(context)
+        try:
+            info = check_engine(session.engine_python(context), session.engine_env(context))
+        except (UserError, EngineStartError) as error:
+            if prefs:
+                prefs.engine_status = str(error)
+            self.report({'ERROR'}, str(error))
+            return {'CANCELLED'}
+        status = f"JOKR engine {info.version} on {info.device}"
+        if prefs:
+            prefs.engine_status = status
+        self.report({'INFO'}, status)
+        return {'FINISHED'}
+
+
+classes = (JOKR_OT_train, JOKR_OT_cancel, JOKR_OT_resume, JOKR_OT_open_log, JOKR_OT_import_keypoints,
+           JOKR_OT_render_strip, JOKR_OT_render_frame, JOKR_OT_check_engine)

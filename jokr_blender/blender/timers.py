@@ -1,0 +1,98 @@
+"""Keeping Blender in step with the engine without blocking it, and stopping the engine with Blender.
+
+- A bpy.app.timers callback polls the job manager on the main thread while runs are open, syncs the
+  panel's mirrors of every job that changed and redraws the sequencer. It unregisters itself when
+  nothing runs; starting a run registers it again.
+- load_post: a reopened .blend shows its job's last state, recovered from the job's events.jsonl.
+- undo_post/redo_post: undo restores the mirrors with the rest of the scene, maybe to a state the job
+  has left long ago; they are synced again from the job.
+- atexit and unregister: running engines are cancelled (they checkpoint), then killed after a grace.
+"""
+
+from __future__ import annotations
+
+import atexit
+
+import bpy
+
+from . import compat, properties
+from .session import manager
+
+INTERVAL_S = 0.25
+STOP_GRACE_S = 5.0
+
+_synced_versions: dict[str, int] = {}
+
+
+def sync_changed() -> bool:
+    """Sync the scenes of every job whose state changed since the last sync. True if any did."""
+    changed = False
+    for job_dir, state in manager.known_jobs():
+        if _synced_versions.get(job_dir) != state.version:
+            _synced_versions[job_dir] = state.version
+            properties.sync_scenes(job_dir, state)
+            changed = True
+    return changed
+
+
+def poll_jobs() -> float | None:
+    """The timer callback (scripts and tests may call it too): events in, panel up to date."""
+    manager.poll()
+    if sync_changed():
+        compat.tag_sequencer_redraw(bpy.context)
+    return INTERVAL_S if manager.is_running() else None
+
+
+def ensure_polling() -> None:
+    if not bpy.app.timers.is_registered(poll_jobs):
+        bpy.app.timers.register(poll_jobs, first_interval=INTERVAL_S, persistent=True)
+
+
+def sync_all_scenes(reload: bool) -> None:
+    """Every scene's mirrors from its job; `reload` re-reads jobs without a run from their folders."""
+    _synced_versions.clear()
+    for scene in bpy.data.scenes:
+        settings = scene.jokr
+        if not settings.job_dir:
+            continue
+        job_dir = bpy.path.abspath(settings.job_dir)
+        if reload:
+            manager.forget(job_dir)  # another Blender may have resumed it meanwhile
+        properties.sync(settings, manager.state(job_dir), manager.key(job_dir))
+    if manager.is_running():
+        ensure_polling()
+
+
+@bpy.app.handlers.persistent
+def on_load_post(_filepath) -> None:
+    sync_all_scenes(reload=True)
+
+
+@bpy.app.handlers.persistent
+def on_undo_redo(_scene, *_args) -> None:
+    sync_all_scenes(reload=False)
+
+
+def stop_engines() -> None:
+    manager.stop_all(STOP_GRACE_S)
+
+
+HANDLERS = (("load_post", on_load_post), ("undo_post", on_undo_redo), ("redo_post", on_undo_redo))
+
+
+def register():
+    for name, handler in HANDLERS:
+        getattr(bpy.app.handlers, name).append(handler)
+    atexit.register(stop_engines)
+
+
+def unregister():
+    stop_engines()
+    atexit.unregister(stop_engines)
+    if bpy.app.timers.is_registered(poll_jobs):
+        bpy.app.timers.unregister(poll_jobs)
+    for name, handler in HANDLERS:
+        handlers = getattr(bpy.app.handlers, name)
+        if handler in handlers:
+            handlers.remove(handler)
+    _synced_versions.clear()

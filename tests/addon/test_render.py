@@ -1,0 +1,120 @@
+"""Render Strip / Render Current Frame against the fake engine, which draws keypoint 0 of the driving clip
+as a white square: edits of that empty must show in exactly the frames that were edited."""
+
+import filecmp
+import os
+import shutil
+
+import bpy
+import pytest
+
+from .helpers import pump, set_up_scene
+
+JOB = "JOKR.job"
+
+
+@pytest.fixture
+def imported(addon, tiny_clips):
+    scene = set_up_scene(bpy, tiny_clips, frame_start_a=11, frame_start_b=1)
+    bpy.ops.jokr.train(wait=True)
+    bpy.ops.jokr.import_keypoints(wait=True)
+    return scene
+
+
+def result_strips(scene):
+    from jokr_blender.blender import compat
+
+    return [s for s in compat.all_strips(scene) if s.name.startswith(JOB)]
+
+
+def nudge(label, index, frames, dx):
+    obj = bpy.data.objects[f"{JOB}.{label}.kp{index:02d}"]
+    from jokr_blender.blender import compat
+
+    fcurve = compat.location_fcurves(obj)[0]
+    for frame in frames:
+        obj.location.x = fcurve.evaluate(frame) + dx
+        obj.keyframe_insert("location", index=0, frame=frame)
+
+
+def test_render_strip_adds_an_aligned_strip_and_updates_it(imported, tmp_path):
+    from jokr_blender.blender import compat
+
+    scene = imported
+    assert bpy.ops.jokr.render_strip() == {'FINISHED'}
+    pump()
+    [strip] = result_strips(scene)
+    assert scene.jokr.result_strip == strip.name and "updated" in scene.jokr.task_text
+    assert strip.type == 'IMAGE' and strip.blend_type == 'ALPHA_OVER' and strip.channel == 3
+    assert (strip.frame_final_start, strip.frame_final_duration) == (11, 12)  # frame for frame over clip A
+    assert [e.filename for e in strip.elements] == [f"{i:05d}.png" for i in range(12)]
+    folder = bpy.path.abspath(strip.directory)
+    shutil.copytree(folder, tmp_path / "before")
+
+    strip.name = "renamed by the artist"
+    nudge("A", 0, (14, 15, 16), 0.4)  # clip A frames 3, 4, 5
+    assert bpy.ops.jokr.render_strip(wait=True) == {'FINISHED'}
+    assert [s for s in compat.all_strips(scene) if s.type == 'IMAGE' and s.get("jokr_job")] == [strip]
+    assert scene.jokr.result_strip == "renamed by the artist"  # updated, not added
+    changed = [i for i in range(12) if not filecmp.cmp(tmp_path / "before" / f"{i:05d}.png",
+                                                       os.path.join(folder, f"{i:05d}.png"), shallow=False)]
+    assert changed == [3, 4, 5]
+
+
+def test_render_current_frame(imported, tmp_path):
+    scene = imported
+    bpy.ops.jokr.render_strip(wait=True)
+    [strip] = result_strips(scene)
+    folder = bpy.path.abspath(strip.directory)
+    shutil.copytree(folder, tmp_path / "before")
+    nudge("A", 0, (19,), -0.3)
+    scene.frame_set(19)
+    assert bpy.ops.jokr.render_frame(wait=True) == {'FINISHED'}
+    assert result_strips(scene) == [strip] and strip.frame_final_duration == 12
+    changed = [i for i in range(12) if not filecmp.cmp(tmp_path / "before" / f"{i:05d}.png",
+                                                       os.path.join(folder, f"{i:05d}.png"), shallow=False)]
+    assert changed == [8]
+    scene.frame_set(40)
+    with pytest.raises(RuntimeError, match="Frame 40 is outside the keyed frames of clip A"):
+        bpy.ops.jokr.render_frame()
+
+
+def test_first_render_of_one_frame_shows_that_frame(imported):
+    scene = imported
+    scene.frame_set(15)
+    bpy.ops.jokr.render_frame(wait=True)
+    [strip] = result_strips(scene)
+    assert (strip.frame_final_start, strip.frame_final_duration) == (15, 1)
+    bpy.ops.jokr.render_strip(wait=True)
+    assert result_strips(scene) == [strip]
+    assert (strip.frame_final_start, strip.frame_final_duration) == (11, 12)
+
+
+def test_result_follows_a_moved_clip(imported, capsys):
+    from jokr_blender.blender import compat
+
+    scene = imported
+    bpy.ops.jokr.render_strip(wait=True)
+    compat.find_strip(scene, "cat").frame_start = 51
+    bpy.ops.jokr.render_strip(wait=True)
+    [strip] = result_strips(scene)
+    assert strip.frame_final_start == 51
+    assert "moved since the keypoints were imported" in capsys.readouterr().out
+
+
+def test_render_needs_the_empties(addon, tiny_clips):
+    set_up_scene(bpy, tiny_clips)
+    bpy.ops.jokr.train(wait=True)
+    with pytest.raises(RuntimeError, match="Import the keypoints first"):
+        bpy.ops.jokr.render_strip()
+    bpy.ops.jokr.import_keypoints(wait=True)
+    bpy.data.objects.remove(bpy.data.objects[f"{JOB}.A.kp02"])
+    with pytest.raises(RuntimeError, match="JOKR.job.A.kp02 is missing"):
+        bpy.ops.jokr.render_strip()
+
+
+def test_keypoint_dragged_out_of_the_frame_is_named(imported):
+    nudge("A", 1, (17,), 50.0)
+    with pytest.raises(RuntimeError, match="JOKR.job.A.kp01 is too far outside the frame at frame 17"):
+        bpy.ops.jokr.render_strip()
+    assert not result_strips(imported)
