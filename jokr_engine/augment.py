@@ -9,20 +9,25 @@ from kornia.geometry.transform import warp_affine
 
 
 class PairAugment(torch.nn.Module):
-    """The authors' augmentation: with p = 0.6 rotate ±20°, translate ±10 %, shear ±15°; otherwise scale
-    x and y independently by 0.8–1.2, shear ±20°, rotate ±20°. One draw per sample, applied identically
-    to every channel given (both frames and both masks are stacked as channels)."""
+    """The authors' augmentation: with p = 0.6 rotate ±20°, translate ±10 %, shear x and y ±15°;
+    otherwise scale x and y independently by 0.8–1.2, translate ±10 %, shear x and y ±20°, rotate ±20°.
+    One draw per sample, applied identically to every channel given (both frames and both masks are
+    stacked as channels). Always computed in fp32: under bf16 autocast the warp's matrix products would
+    move pixels by up to a pixel."""
 
     def __init__(self):
         super().__init__()
-        self.rigid = K.RandomAffine(degrees=20.0, translate=(0.1, 0.1), shear=15.0, p=1.0)
-        self.stretch = K.RandomAffine(degrees=20.0, scale=(0.8, 1.2, 0.8, 1.2), shear=20.0, p=1.0)
+        self.rigid = K.RandomAffine(degrees=20.0, translate=(0.1, 0.1), shear=(-15.0, 15.0, -15.0, 15.0), p=1.0)
+        self.stretch = K.RandomAffine(degrees=20.0, translate=(0.1, 0.1), scale=(0.8, 1.2, 0.8, 1.2),
+                                      shear=(-20.0, 20.0, -20.0, 20.0), p=1.0)
 
     def forward(self, stacked: torch.Tensor) -> torch.Tensor:
         # Both branches run on the whole batch and a per-sample choice picks one: no host sync, and the
         # random stream consumed is the same every iteration (exact resume).
-        use_rigid = torch.rand(stacked.shape[0], 1, 1, 1, device=stacked.device) < 0.6
-        return torch.where(use_rigid, self.rigid(stacked), self.stretch(stacked))
+        with torch.autocast(stacked.device.type, enabled=False):
+            stacked = stacked.float()
+            use_rigid = torch.rand(stacked.shape[0], 1, 1, 1, device=stacked.device) < 0.6
+            return torch.where(use_rigid, self.rigid(stacked), self.stretch(stacked))
 
 
 def random_theta(batch: int, std: float, device, dtype=torch.float32) -> torch.Tensor:
@@ -31,9 +36,11 @@ def random_theta(batch: int, std: float, device, dtype=torch.float32) -> torch.T
 
 
 def warp_by_theta(image: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
-    """Image whose pixel at model coordinate p is image(θ·p) (zeros outside)."""
+    """Image whose pixel at model coordinate p is image(θ·p) (zeros outside), computed in fp32."""
     size = image.shape[-2:]
-    full = torch.cat([theta, theta.new_tensor([0.0, 0.0, 1.0]).expand(theta.shape[0], 1, 3)], dim=1)
-    # kornia's matrices map source pixels to destination pixels, so the warp takes θ⁻¹.
-    src_to_dst = denormalize_homography(torch.linalg.inv(full), size, size)
-    return warp_affine(image, src_to_dst[:, :2], dsize=(size[0], size[1]), align_corners=True)
+    with torch.autocast(image.device.type, enabled=False):
+        theta = theta.float()
+        full = torch.cat([theta, theta.new_tensor([0.0, 0.0, 1.0]).expand(theta.shape[0], 1, 3)], dim=1)
+        # kornia's matrices map source pixels to destination pixels, so the warp takes θ⁻¹.
+        src_to_dst = denormalize_homography(torch.linalg.inv(full), size, size)
+        return warp_affine(image.float(), src_to_dst[:, :2], dsize=(size[0], size[1]), align_corners=True)

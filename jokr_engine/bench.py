@@ -72,9 +72,6 @@ def run_benchmark(preset: str, overrides: list[str], device_choice: str, iterati
         figures["step1_its_per_s"] = _timed_rate(trainer.step1_iteration, iterations, device)
         trainer.step = 2
         trainer.set_phase()
-        from .perceptual import build_perceptual_loss
-
-        trainer.perceptual = build_perceptual_loss(config.perceptual, device)
         figures["step2_its_per_s"] = _timed_rate(trainer.step2_iteration, iterations, device)
 
         models = trainer.models.eval()

@@ -41,11 +41,14 @@ class LearnedAffine(nn.Module):
 
 
 def apply_affine(matrix: torch.Tensor, keypoints: torch.Tensor) -> torch.Tensor:
-    """matrix (2, 3) or (B, 2, 3); keypoints (B, K, 2) → A·k + t."""
-    linear, shift = matrix[..., :2], matrix[..., 2]
-    if matrix.dim() == 2:
-        return keypoints @ linear.T + shift
-    return torch.einsum("bij,bkj->bki", linear, keypoints) + shift[:, None, :]
+    """matrix (2, 3) or (B, 2, 3); keypoints (B, K, 2) → A·k + t, in fp32 even under bf16 autocast
+    (bf16 would move keypoints by ~0.001, half the temporal jitter the paper reports)."""
+    with torch.autocast(keypoints.device.type, enabled=False):
+        matrix, keypoints = matrix.float(), keypoints.float()
+        linear, shift = matrix[..., :2], matrix[..., 2]
+        if matrix.dim() == 2:
+            return keypoints @ linear.T + shift
+        return torch.einsum("bij,bkj->bki", linear, keypoints) + shift[:, None, :]
 
 
 def invert_affine(matrix: torch.Tensor) -> torch.Tensor:

@@ -125,6 +125,10 @@ class Job:
     def config(self) -> Config:
         return Config.from_dict(self.read()["config"])
 
+    def save_config(self, config: Config) -> None:
+        """Record settings changed on resume, so the next resume keeps them (e.g. a smaller batch)."""
+        atomic_write_json(self.folder / "job.json", {**self.read(), "config": config.to_dict()})
+
     def specs(self) -> dict[str, ClipSpec]:
         return {k: ClipSpec(**v) for k, v in self.read()["clips"].items()}
 

@@ -105,10 +105,11 @@ class KeypointDetector(nn.Module):
         return {"keypoints": keypoints, "heatmaps": heatmaps}
 
     def mask_at_heatmap(self, mask: torch.Tensor) -> torch.Tensor:
-        """The silhouette sampled where the heatmap pixels look: (B, 1, S, S) → (B, 1, h, w)."""
+        """The silhouette sampled where the heatmap pixels look, thresholded at 0.5 as the authors do:
+        (B, 1, S, S) → (B, 1, h, w) of 0 / 1."""
         small = mask if self.scale == 1 else rescale(mask, self.scale, antialias=True)
         c = (self.head_kernel - 1) // 2
-        return small[..., c : small.shape[-2] - c, c : small.shape[-1] - c]
+        return (small[..., c : small.shape[-2] - c, c : small.shape[-1] - c] > 0.5).to(small.dtype)
 
 
 def draw_keypoint_maps(keypoints: torch.Tensor, size: int, scale: float) -> torch.Tensor:

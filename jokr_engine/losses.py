@@ -23,12 +23,13 @@ def equivariance_loss(keypoints: torch.Tensor, warped_keypoints: torch.Tensor, t
 
 
 def separation_loss(keypoints: torch.Tensor, delta: float) -> torch.Tensor:
-    """(1/K²) Σ_{l≠r} max(0, δ − ‖k_l − k_r‖²), averaged over the batch. Unlike the authors' code it
-    covers every keypoint and skips the l = r pairs (docs/METHOD.md)."""
+    """(1/2K) Σ_{l≠r} max(0, δ − ‖k_l − k_r‖²), averaged over the batch: the authors' normalisation.
+    Unlike their code it covers every keypoint, not the first 10, and skips the l = r pairs, which only
+    add the constant δ·K/2K (docs/METHOD.md)."""
     k = keypoints.shape[1]
     squared = (keypoints[:, :, None, :] - keypoints[:, None, :, :]).pow(2).sum(-1)
     hinge = F.relu(delta - squared) * (1 - torch.eye(k, device=keypoints.device, dtype=squared.dtype))
-    return hinge.sum(dim=(1, 2)).mean() / k**2
+    return hinge.sum(dim=(1, 2)).mean() / (2 * k)
 
 
 def containment_loss(heatmaps: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -82,7 +82,9 @@ class Trainer:
                          else contextlib.nullcontext())
         self.step, self.iteration = 1, 0
         self.stop_reason: str | None = None
-        self.perceptual = None
+        # Built now, not when step 2 begins: missing LPIPS weights must stop the run before hours of step 1.
+        self.perceptual = (build_perceptual_loss(config.perceptual, device) if config.step2_iterations > 0
+                           else None)
 
     # --- one iteration of each step -------------------------------------------------------------
     def step1_iteration(self) -> dict[str, torch.Tensor]:
@@ -92,10 +94,12 @@ class Trainer:
             for label in DOMAINS:
                 (img_t, mask_t), (img_next, _) = self.data[label].sample(c.step1_batch, self.augment, pairs=True)
                 theta = random_theta(img_t.shape[0], c.equivariance_std, self.device)
-                # A and B go through E in separate calls: BatchNorm statistics stay per domain.
-                detected = m.E(torch.cat([img_t, img_next, warp_by_theta(img_t, theta)]))
-                k_t, k_next, k_warped = detected["keypoints"].chunk(3)
+                # A and B go through E in separate calls, and the warped frames in a call of their own:
+                # BatchNorm statistics are per domain and never mixed with the warps, as the authors'.
+                detected = m.E(torch.cat([img_t, img_next]))
+                k_t, k_next = detected["keypoints"].chunk(2)
                 heat_t = detected["heatmaps"][: img_t.shape[0]]
+                k_warped = m.E(warp_by_theta(img_t, theta))["keypoints"]
                 keypoints[label], masks[label] = k_t, mask_t
                 terms["equivariance"] = terms["equivariance"] + equivariance_loss(k_t, k_warped, theta)
                 terms["separation"] = terms["separation"] + separation_loss(k_t, c.separation_delta)
@@ -178,9 +182,16 @@ class Trainer:
 
     def restore(self, tensors: dict, meta: dict) -> None:
         state = {k[len("model."):]: v for k, v in tensors.items() if k.startswith("model.")}
-        self.models.load_state_dict(state)
+        try:
+            self.models.load_state_dict(state)
+        except RuntimeError:
+            raise JokrError("the checkpoint's networks do not fit the job's settings",
+                            "resume without changing network settings (num_keypoints, image_size, gen_*, kp_*)",
+                            code="incompatible_job") from None
         for name, opt in self.optimizers().items():
             restore_optimizer(name, opt, tensors, meta["optimizers"][name])
+            for group in opt.param_groups:  # the saved groups carry the old values; --set on resume wins
+                group["lr"], group["betas"] = self.config.lr, self.config.betas
         self.step, self.iteration = meta["step"], meta["iteration"]
         torch.set_rng_state(tensors["rng.cpu"])
         if self.device.type == "cuda" and "rng.cuda" in tensors:
@@ -201,8 +212,6 @@ class Trainer:
                     self.checkpoint("step_end")
                     continue
                 break
-            if self.step == 2 and self.perceptual is None and c.perceptual != "none":
-                self.perceptual = build_perceptual_loss(c.perceptual, self.device)
             self.set_phase()
             losses = self.step1_iteration() if self.step == 1 else self.step2_iteration()
             self.iteration += 1
@@ -296,6 +305,7 @@ def train(job: Job, config: Config, clips: dict[str, PreparedClip], device: torc
     if resume:
         tensors, meta = load_checkpoint(job.checkpoints)
         trainer.restore(tensors, meta)
+        job.save_config(config)
         resumed_from = {"step": trainer.step, "iteration": trainer.iteration}
     job.cancel_file.unlink(missing_ok=True)
     emitter.emit("started", command="train", job=str(job.folder), device=str(device),

@@ -176,3 +176,24 @@ def test_out_of_memory_names_the_setting_to_lower(monkeypatch, tmp_path):
         train_module.train(job, preset_config("tiny"), {}, torch.device("cpu"), Emitter(tmp_path), "tiny",
                            resume=False, until=None)
     assert caught.value.code == "out_of_memory" and "--set step1_batch=2" in caught.value.hint
+
+
+def test_missing_lpips_weights_stop_the_run_before_step_one(tmp_path):
+    code, events, _ = run_engine("train", "--a", make_clip(tmp_path / "a"), "--b", make_clip(tmp_path / "b"),
+                                 "--job", tmp_path / "job", *TINY, "--set", "perceptual=lpips",
+                                 env={"TORCH_HOME": str(tmp_path / "empty-torch-home")}, check=False)
+    error = last_error(events)
+    assert code == 2 and error["code"] == "missing_weights" and "vgg16" in error["message"]
+    assert not [e for e in events if e["event"] == "progress"], "it must stop before training, not after step 1"
+    assert not (tmp_path / "job" / "checkpoints").exists()
+
+
+def test_resume_with_other_network_settings_is_refused_and_keeps_the_checkpoint(small_job, tmp_path):
+    job = tmp_path / "job"
+    shutil.copytree(small_job, job)
+    before = (job / "checkpoints" / "latest.safetensors").read_bytes()
+    code, events, _ = run_engine("train", "--job", job, "--resume", "--set", "num_keypoints=9", check=False)
+    error = last_error(events)
+    assert code == 2 and error["code"] == "incompatible_job" and "num_keypoints" in error["hint"]
+    assert (job / "checkpoints" / "latest.safetensors").read_bytes() == before
+    assert json.loads((job / "job.json").read_text())["config"]["num_keypoints"] != 9

@@ -5,7 +5,9 @@ import math
 import pytest
 import torch
 
+from jokr_engine.augment import random_theta, warp_by_theta
 from jokr_engine.config import preset_config
+from jokr_engine.discriminator import apply_affine
 from jokr_engine.keypoint_detector import KeypointDetector, draw_keypoint_maps
 from jokr_engine.losses import (
     containment_loss,
@@ -35,8 +37,8 @@ def test_equivariance_maps_warped_keypoints_back_with_theta():
 
 def test_separation_hinges_on_squared_distance_and_skips_self_pairs():
     keypoints = torch.tensor([[[0.0, 0.0], [0.1, 0.0], [0.9, 0.0]]])
-    # only the pair (0, 1) is closer than δ: δ − 0.01 = 0.11, counted for (0,1) and (1,0); / K² = 9
-    assert separation_loss(keypoints, delta=0.12).item() == pytest.approx(2 * 0.11 / 9)
+    # only the pair (0, 1) is closer than δ: δ − 0.01 = 0.11, counted for (0,1) and (1,0); / 2K = 6
+    assert separation_loss(keypoints, delta=0.12).item() == pytest.approx(2 * 0.11 / 6)
 
 
 def test_containment_is_negative_log_of_mass_inside_the_mask():
@@ -83,3 +85,26 @@ def test_heatmap_pixels_map_to_the_image_pixels_they_see():
     assert a * -1 + b == pytest.approx(13.5 / 255 * 2 - 1)
     # heatmap pixel 57 sees input pixel 60 = image pixel 241.5
     assert a * 1 + b == pytest.approx(241.5 / 255 * 2 - 1)
+
+
+def test_containment_mask_is_thresholded_at_one_half():
+    detector = KeypointDetector(preset_config("tiny"))
+    mask = torch.zeros(1, 1, 64, 64)
+    mask[..., 20:44, 20:44] = 1.0
+    sampled = detector.mask_at_heatmap(mask)
+    assert set(sampled.unique().tolist()) == {0.0, 1.0}
+    assert sampled[..., sampled.shape[-2] // 2, sampled.shape[-1] // 2].item() == 1.0
+
+
+def test_geometry_stays_fp32_under_bf16_autocast():
+    """The equivariance warp and the affine on keypoints must not lose precision to bf16 autocast."""
+    torch.manual_seed(0)
+    theta = random_theta(2, 0.1, "cpu")
+    keypoints = torch.rand(2, 14, 2) * 2 - 1
+    image = torch.rand(2, 3, 32, 32)
+    exact_points, exact_image = apply_affine(theta, keypoints), warp_by_theta(image, theta)
+    with torch.autocast("cpu", dtype=torch.bfloat16):
+        points, warped = apply_affine(theta, keypoints), warp_by_theta(image, theta)
+    assert points.dtype == torch.float32 and warped.dtype == torch.float32
+    assert torch.allclose(points, exact_points, atol=1e-6)
+    assert torch.allclose(warped, exact_image, atol=1e-5)

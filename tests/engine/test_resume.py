@@ -89,3 +89,16 @@ def test_cancel_checkpoints_then_resume_finishes(tmp_path, shared_data, how):
     assert resumed[0]["resumed_from"] == {"step": 1, "iteration": stop["iteration"]}
     assert resumed[-1]["status"] == "finished"
     assert not (job / "CANCEL").exists()
+
+
+def test_settings_given_on_resume_take_effect_and_are_kept(tmp_path, shared_data):
+    """The hint after a non-finite loss says `--resume --set lr=…`: the optimisers must really use it,
+    and a later plain resume must keep it."""
+    job = tmp_path / "job"
+    run_engine("train", *clip_args(shared_data), "--job", job, *SHORT, "--until-iteration", "1:5")
+    run_engine("train", "--job", job, "--resume", "--set", "lr=5e-5", "--until-iteration", "1:7")
+    assert json.loads((job / "job.json").read_text())["config"]["lr"] == 5e-5
+    run_engine("train", "--job", job, "--resume", "--until-iteration", "1:9")
+    meta = json.loads((job / "checkpoints" / "latest.json").read_text())
+    rates = {g["lr"] for opt in meta["optimizers"].values() for g in opt["param_groups"]}
+    assert rates == {5e-5}
