@@ -78,12 +78,13 @@ def main() -> int:
     if bpy.ops.jokr.train() != {'FINISHED'}:
         say(f"training did not start: {settings.error_message} {settings.error_hint}")
         return 1
-    shown = 0.0
+    shown, shown_at = None, 0.0
     while session.manager.is_running():
         session.manager.pump(timeout=1.0)
         timers.poll_jobs()
-        if time.monotonic() - shown > 15:
-            shown = time.monotonic()
+        position = (settings.step, settings.iteration)
+        if position != shown and time.monotonic() - shown_at > 15:  # a line when it moved, at most every 15 s
+            shown, shown_at = position, time.monotonic()
             say(f"training: step {settings.step}, iteration {settings.iteration}/{settings.iterations}, "
                 f"{settings.losses}, {settings.eta_s / 60:.1f} min left")
     timers.poll_jobs()
