@@ -7,9 +7,11 @@ Layout, per job (docs/ADDON.md, "Keypoint empties"):
         JOKR.<job>.A.camera         orthographic; background = the strip's footage, stretched to the frame
         JOKR.<job>.A.kp00 …         empties parented to the camera, on its frame plane (Z locked),
                                     location keyed on every frame of the strip
+        JOKR.<job>.A.kp00.dot …     a small disc in the keypoint's colour, child of its empty, not
+                                    selectable (Blender draws every empty in one theme colour)
       JOKR.<job>.B                  the same for clip B
 
-Keypoint k has the same name suffix and colour in A and B. The empties' X/Y are camera-view
+Keypoint k has the same name suffix and colour in A and B (material JOKR.kp<k>). The empties' X/Y are camera-view
 coordinates; io/coords.py maps them to and from the engine's frame coordinates.
 
 Re-importing updates the rig in place. An empty whose keys changed since they were imported (the
@@ -34,6 +36,9 @@ JOB_NAME_MAX = 40  # Blender names hold 63 bytes: leave room for ".A.camera" / "
 KEYS_HASH = "jokr_keys"  # custom property: hash of the keys as imported
 GOLDEN_RATIO = 0.618033988749895
 EMPTY_SIZE = 0.02  # of the frame's height
+MARKER_SUFFIX = ".dot"
+MARKER_RADIUS = 0.6  # of the empty's display size: the disc sits inside the empty's sphere
+MARKER_SEGMENTS = 16
 RIG_SPACING = 0.25  # gap between the A and B rigs, in frame heights
 
 
@@ -139,6 +144,36 @@ def _setup_camera(collection, name: str, strip, frame_size, offset_x: float):
     return camera
 
 
+def _marker_mesh(index: int):
+    """A unit disc facing the camera, with keypoint `index`'s material; shared by A's and B's marker."""
+    name = f"JOKR.kp{index:02d}"
+    material = bpy.data.materials.get(name) or bpy.data.materials.new(name)
+    material.diffuse_color = keypoint_color(index)  # what Solid shading shows (its default colour type)
+    mesh = bpy.data.meshes.get(name + MARKER_SUFFIX)
+    if mesh is None:
+        mesh = bpy.data.meshes.new(name + MARKER_SUFFIX)
+        angles = np.linspace(0.0, 2.0 * np.pi, MARKER_SEGMENTS, endpoint=False)
+        rim = [(float(np.cos(a)), float(np.sin(a)), 0.0) for a in angles]
+        mesh.from_pydata([(0.0, 0.0, 0.0), *rim], [],
+                         [(0, 1 + i, 1 + (i + 1) % MARKER_SEGMENTS) for i in range(MARKER_SEGMENTS)])
+        mesh.materials.append(material)
+    return mesh
+
+
+def _ensure_marker(empty, collection, index: int) -> None:
+    name = empty.name + MARKER_SUFFIX
+    marker = bpy.data.objects.get(name)
+    if marker is None:
+        marker = bpy.data.objects.new(name, _marker_mesh(index))
+    _link(marker, collection)
+    marker.parent = empty
+    marker.scale = (empty.empty_display_size * MARKER_RADIUS,) * 3
+    marker.color = keypoint_color(index)  # for the Object colour type
+    marker.hide_select = True  # clicks go to the empty, which carries the keys
+    marker.hide_render = True
+    marker.show_in_front = True
+
+
 def _new_empty(name: str, camera, collection, index: int, size: float, depth: float):
     obj = bpy.data.objects.new(name, None)
     _link(obj, collection)
@@ -188,9 +223,11 @@ def import_rig(rig_scene, sequencer_scene, settings, job_name: str, keypoint_fil
         for index in range(keypoint_file.num_keypoints):
             name = empty_name(job_name, label, index)
             obj = bpy.data.objects.get(name)
+            edited = obj is not None and not reset and obj.get(KEYS_HASH) != keys_hash(obj)
             if obj is None:
                 obj = _new_empty(name, camera, collection, index, EMPTY_SIZE * frame.height, depth)
-            elif not reset and obj.get(KEYS_HASH) != keys_hash(obj):
+            _ensure_marker(obj, collection, index)
+            if edited:
                 result.kept_edited.append(name)
                 continue
             _link(obj, collection)
@@ -216,6 +253,9 @@ def _remove_extra_empties(job_name: str, label: str, count: int, reset: bool, re
     index = count
     while (obj := bpy.data.objects.get(empty_name(job_name, label, index))) is not None:
         if reset or obj.get(KEYS_HASH) == keys_hash(obj):
+            marker = bpy.data.objects.get(obj.name + MARKER_SUFFIX)
+            if marker is not None:
+                bpy.data.objects.remove(marker)
             bpy.data.objects.remove(obj)
         else:
             result.kept_edited.append(obj.name)

@@ -21,6 +21,8 @@ CANCEL_GRACE_S = 20.0
 SETTING_OVERRIDES = ("num_keypoints", "step1_iterations", "step2_iterations")
 WAIT_TIMEOUT_S = 24 * 3600.0
 
+_awaited: set[str] = set()  # jobs whose run an operator is blocking on (wait=True)
+
 WAIT = BoolProperty(name="Wait", description="Block until the engine is done (for scripts)",
                     options={'HIDDEN', 'SKIP_SAVE'})
 
@@ -57,26 +59,43 @@ def _start_run(context, scene, job_dir: str, argv: list[str], command: str, foll
             state.note_task("", gone)
             return
         try:
-            state.note_task(follow_up(target))
+            note = follow_up(target)
         except UserError as error:
             state.note_task("", job_state.ErrorInfo(str(error), "", "bad_input"))
+            return
         except Exception as error:  # noqa: BLE001 - runs in the timer, which must survive: show it instead
             traceback.print_exc()
             state.note_task("", job_state.ErrorInfo(f"{type(error).__name__}: {error}",
                                                     "Blender's console has the details", "internal"))
+            return
+        state.note_task(note)
+        if run.job_dir not in _awaited:  # an operator waiting on the run pushes the undo step itself
+            _push_undo(f"JOKR {run.command.title()}")
 
     try:
         run = manager.start(job_dir, argv, command, session.engine_env(context), finished)
     except EngineStartError as error:
         raise UserError(str(error)) from None
+    session.run_owners[manager.key(job_dir)] = (scene_name, session.stored_path(job_dir))
     properties.sync(scene.jokr, manager.state(job_dir), manager.key(job_dir))
     timers.ensure_polling()
     return run
 
 
+def _push_undo(message: str) -> None:
+    """What the timer adds when the engine is done (the rig, the result strip) happens outside any
+    operator: it gets an undo step of its own, or undoing the artist's next edit would take it away."""
+    if bpy.ops.ed.undo_push.poll():
+        bpy.ops.ed.undo_push(message=message)
+
+
 def _finish_waiting(operator, run) -> set[str]:
     """For wait=True: block until the run closed, then report its outcome as the panel shows it."""
-    manager.wait(run.job_dir, WAIT_TIMEOUT_S)
+    _awaited.add(run.job_dir)
+    try:
+        manager.wait(run.job_dir, WAIT_TIMEOUT_S)
+    finally:
+        _awaited.discard(run.job_dir)
     timers.sync_changed()
     if run.status == "failed":
         message = run.error.message + (f" — {run.error.hint}" if run.error.hint else "")
@@ -95,6 +114,7 @@ class JOKR_OT_train(bpy.types.Operator):
     bl_label = "Train"
     bl_description = ("Train the JOKR model on clip A (motion) and clip B (look) in the background; "
                       "Blender stays usable while it runs")
+    bl_options = {'REGISTER', 'UNDO'}  # an undo step that holds the job: undoing later edits keeps it
     wait: WAIT
 
     @classmethod
@@ -160,6 +180,7 @@ class JOKR_OT_resume(bpy.types.Operator):
     bl_idname = "jokr.resume"
     bl_label = "Resume"
     bl_description = "Continue the cancelled or failed training from its last checkpoint"
+    bl_options = {'REGISTER', 'UNDO'}
     wait: WAIT
 
     @classmethod
@@ -344,6 +365,14 @@ class JOKR_OT_check_engine(bpy.types.Operator):
     bl_idname = "jokr.check_engine"
     bl_label = "Check Engine"
     bl_description = "Run the engine once to show its version and the device it would use"
+
+    @classmethod
+    def poll(cls, context):
+        prefs = preferences.get(context)
+        if prefs is None or not prefs.engine_python.strip():
+            cls.poll_message_set("Set Engine Python first: the interpreter that has the JOKR engine")
+            return False
+        return True
 
     def execute(self, context):
         prefs = preferences.get(context)

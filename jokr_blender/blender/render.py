@@ -16,7 +16,7 @@ import numpy as np
 
 from ..io.coords import camera_to_frame
 from ..io.keypoint_file import KeypointFile, KeypointFileError
-from . import compat, keypoints, strips
+from . import compat, keypoints, session, strips
 from .session import UserError
 
 LOOK = "B"  # the result has clip B's look and clip A's motion
@@ -132,9 +132,12 @@ def _match_placement(result, source) -> None:
 
 
 def _result_strip(scene, name: str, job_dir: str):
-    """The job's result strip: by name, else (renamed by the artist) by the job it was made for."""
+    """The job's result strip: by name, else (renamed by the artist) by the job it was made for. The job
+    is stored as the scene stores it (relative to the .blend when inside its folder), so the strip is
+    still found after the project moved."""
     for strip in (compat.find_strip(scene, name), *compat.all_strips(scene)):
-        if strip is not None and strip.type == 'IMAGE' and strip.get("jokr_job") == job_dir:
+        if (strip is not None and strip.type == 'IMAGE' and strip.get("jokr_job")
+                and os.path.normpath(bpy.path.abspath(strip["jokr_job"])) == os.path.normpath(job_dir)):
             return strip
     return None
 
@@ -157,15 +160,15 @@ def update_result_strip(scene, settings, job_dir: str, job_name: str, around: in
                                         os.path.join(folder, names[0]), channel, start)
         for name in names[1:]:
             result.elements.append(name)
-        result["jokr_job"] = job_dir
+        result["jokr_job"] = session.stored_path(job_dir)
     else:
-        result.directory = folder + os.sep
         elements = result.elements
         while len(elements) > 1:
             elements.pop(len(elements) - 1)
         elements[0].filename = names[0]
         for name in names[1:]:
             elements.append(name)
+    result.directory = session.stored_path(folder) + os.sep  # relative inside the project: it can move
     # Element e is shown at frame_start + e - animation_offset_start: line file i up with strip A's frame i.
     result.frame_start = driving.frame_final_start + first_index + result.animation_offset_start
     settings.result_strip = result.name

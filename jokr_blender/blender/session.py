@@ -14,6 +14,9 @@ from ..io.process import JobManager, engine_environment
 from . import preferences
 
 manager = JobManager()
+# Job key → (scene name, job folder as the scene stores it) of every run started here: an undo can take a
+# running job's folder off its scene, and the timer puts it back (timers.sync_all_scenes).
+run_owners: dict[str, tuple[str, str]] = {}
 
 DEFAULT_JOB_ROOT = "//jokr/"
 

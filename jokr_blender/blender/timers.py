@@ -15,7 +15,7 @@ import atexit
 
 import bpy
 
-from . import compat, properties
+from . import compat, properties, session
 from .session import manager
 
 INTERVAL_S = 0.25
@@ -48,9 +48,24 @@ def ensure_polling() -> None:
         bpy.app.timers.register(poll_jobs, first_interval=INTERVAL_S, persistent=True)
 
 
+def reattach_running_jobs() -> None:
+    """Undo restores a scene as it was before Train, but the engine still runs: give the scene its running
+    job back, so the panel shows it and Cancel reaches it."""
+    for key, (scene_name, stored) in list(session.run_owners.items()):
+        if not manager.is_running(key):
+            del session.run_owners[key]
+            continue
+        scene = bpy.data.scenes.get(scene_name)
+        if scene is None:
+            continue
+        if not scene.jokr.job_dir or manager.key(bpy.path.abspath(scene.jokr.job_dir)) != key:
+            scene.jokr.job_dir = stored
+
+
 def sync_all_scenes(reload: bool) -> None:
     """Every scene's mirrors from its job; `reload` re-reads jobs without a run from their folders."""
     _synced_versions.clear()
+    reattach_running_jobs()
     for scene in bpy.data.scenes:
         settings = scene.jokr
         if not settings.job_dir:
@@ -96,3 +111,4 @@ def unregister():
         if handler in handlers:
             handlers.remove(handler)
     _synced_versions.clear()
+    session.run_owners.clear()

@@ -8,10 +8,13 @@ The bpy-free `io` package is loaded on its own (helpers.io_package), without imp
 
 from __future__ import annotations
 
+import atexit
 import os
+import shutil
 import tempfile
 
 os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="jokr-blender-user-")  # before `import bpy`
+atexit.register(shutil.rmtree, os.environ["BLENDER_USER_RESOURCES"], ignore_errors=True)
 
 import pytest  # noqa: E402
 

@@ -150,7 +150,7 @@ def test_import_keypoints_from_the_engine(reopened):
                 expected = data["clips"][label]["keypoints"][frame - first_frame][index]
                 assert (view.x, 1 - view.y) == pytest.approx(expected, abs=1e-5)
     assert bpy.ops.jokr.import_keypoints() == {'FINISHED'}  # twice: updated in place
-    assert len([o for o in bpy.data.objects if o.name.startswith(JOB)]) == 2 * (count + 1)
+    assert len([o for o in bpy.data.objects if o.name.startswith(JOB)]) == 2 * (2 * count + 1)  # + markers
 
 
 def read_rgba(path):

@@ -118,3 +118,28 @@ def test_keypoint_dragged_out_of_the_frame_is_named(imported):
     with pytest.raises(RuntimeError, match="JOKR.job.A.kp01 is too far outside the frame at frame 17"):
         bpy.ops.jokr.render_strip()
     assert not result_strips(imported)
+
+
+def test_moved_project_keeps_one_result_strip(addon, tiny_clips, tmp_path):
+    """The job sits beside the .blend (//jokr/job): after the whole project moved, rendering again must
+    update its strip, not add a second one, and the strip must read the moved frames."""
+    from jokr_blender.blender import compat
+
+    bpy.context.preferences.addons["jokr_blender"].preferences.job_root = ""  # the default: beside the .blend
+    project = tmp_path / "project"
+    project.mkdir()
+    scene = set_up_scene(bpy, tiny_clips, frame_start_a=11)
+    bpy.ops.wm.save_as_mainfile(filepath=str(project / "shot.blend"))
+    scene = compat.sequencer_scene(bpy.context)
+    assert scene.jokr.clip_a.strip == "cat"
+    bpy.ops.jokr.train(wait=True)
+    bpy.ops.jokr.import_keypoints(wait=True)
+    assert bpy.ops.jokr.render_strip(wait=True) == {'FINISHED'}
+    bpy.ops.wm.save_mainfile()
+    moved = tmp_path / "moved"  # same depth: the clips, outside the project, stay reachable
+    shutil.move(project, moved)
+    bpy.ops.wm.open_mainfile(filepath=str(moved / "shot.blend"))
+    scene = compat.sequencer_scene(bpy.context)
+    assert bpy.ops.jokr.render_strip(wait=True) == {'FINISHED'}
+    [strip] = result_strips(scene)
+    assert os.path.normpath(bpy.path.abspath(strip.directory)).startswith(str(moved))

@@ -128,6 +128,8 @@ def test_wrong_engine_path(tiny_clips, tmp_path):
 def test_check_engine_shows_version_and_device(tmp_path):
     assert bpy.ops.jokr.check_engine() == {'FINISHED'}
     assert prefs().engine_status == "JOKR engine 0.0-fake on Fake CPU"
+    prefs().engine_python = "  "
+    assert not bpy.ops.jokr.check_engine.poll()  # greyed out, with a message saying what to set
 
 
 @pytest.mark.usefixtures("addon")
@@ -255,3 +257,26 @@ def test_job_folder_that_cannot_be_written(tiny_clips, tmp_path):
     with pytest.raises(RuntimeError, match="Cannot write the job folder"):
         bpy.ops.jokr.train()
     assert scene.jokr.job_dir == "" and scene.jokr.state == 'idle'
+
+
+@pytest.mark.usefixtures("addon")
+def test_undo_while_training_keeps_the_running_job(tiny_clips, monkeypatch):
+    """Undoing past Train restores the scene from before it, but the engine still runs: the panel must
+    still show that job, so Cancel reaches it."""
+    from jokr_blender.blender import session, timers
+
+    monkeypatch.setenv("JOKR_FAKE_ITERATIONS", "40")
+    monkeypatch.setenv("JOKR_FAKE_SLEEP", "0.1")
+    set_up_scene(bpy, tiny_clips)
+    bpy.ops.ed.undo_push(message="strips set up")
+    assert bpy.ops.jokr.train() == {'FINISHED'}
+    bpy.context.scene.frame_current = 9
+    bpy.ops.ed.undo_push(message="artist edit")
+    bpy.ops.ed.undo()  # back to "strips set up": from Python, Train pushes no step of its own
+    scene = bpy.context.scene
+    assert scene.jokr.job_dir, "the running job was lost by undo"
+    timers.poll_jobs()
+    assert scene.jokr.state in ('starting', 'training') and bpy.ops.jokr.cancel.poll()
+    assert bpy.ops.jokr.cancel() == {'FINISHED'}
+    pump()
+    assert scene.jokr.state == 'cancelled' and not session.manager.is_running()
