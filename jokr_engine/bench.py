@@ -66,7 +66,7 @@ def run_benchmark(preset: str, overrides: list[str], device_choice: str, iterati
         figures = {"preset": preset, "device": device_name(device), "torch": torch.__version__,
                    "image_size": config.image_size, "num_keypoints": config.num_keypoints,
                    "batch": [config.step1_batch, config.step2_batch], "perceptual": config.perceptual,
-                   "precision": "bf16" if device.type == "cuda" and config.precision != "fp32" else config.precision,
+                   "precision": trainer.precision,
                    "timed_iterations": iterations}
         trainer.set_phase()
         figures["step1_its_per_s"] = _timed_rate(trainer.step1_iteration, iterations, device)

@@ -78,6 +78,7 @@ class Trainer:
         self.data = {k: DeviceClip(c, device) for k, c in clips.items()}
         self.augment = PairAugment() if config.augment else None
         use_bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
+        self.precision = "bf16" if use_bf16 else "fp32"  # what runs, for reports
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16
                          else contextlib.nullcontext())
         self.step, self.iteration = 1, 0
