@@ -78,7 +78,8 @@ class KeypointDetector(nn.Module):
     def __init__(self, config: Config):
         super().__init__()
         self.scale = config.kp_input_scale
-        self.temperature = config.kp_temperature
+        # A buffer, so it lives on the model's device: no host-to-device copy on every forward pass.
+        self.register_buffer("temperature", torch.tensor(config.kp_temperature), persistent=False)
         self.head_kernel = config.kp_head_kernel
         self.predictor = Hourglass(3, config.kp_base_channels, config.kp_max_channels, config.kp_blocks)
         self.head = nn.Conv2d(self.predictor.out_channels, config.num_keypoints, self.head_kernel)
@@ -99,7 +100,7 @@ class KeypointDetector(nn.Module):
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         small = image if self.scale == 1 else rescale(image, self.scale, antialias=True)
         logits = self.head(self.predictor(small))
-        heatmaps = spatial_softmax2d(logits.float(), temperature=torch.tensor(self.temperature))
+        heatmaps = spatial_softmax2d(logits.float(), temperature=self.temperature)
         a, b = self.heatmap_to_model(image.shape[-1], heatmaps.shape[-1])
         keypoints = spatial_expectation2d(heatmaps, normalized_coordinates=True) * a + b
         return {"keypoints": keypoints, "heatmaps": heatmaps}

@@ -108,3 +108,14 @@ def test_geometry_stays_fp32_under_bf16_autocast():
     assert points.dtype == torch.float32 and warped.dtype == torch.float32
     assert torch.allclose(points, exact_points, atol=1e-6)
     assert torch.allclose(warped, exact_image, atol=1e-5)
+
+
+def test_keypoint_softmax_divides_by_the_temperature():
+    """E's heatmaps are softmax(logits / 0.1), as the authors': pinned because kornia's meaning of
+    `temperature` is what makes them sharp."""
+    from kornia.geometry.subpix import spatial_softmax2d
+
+    detector = KeypointDetector(preset_config("paper"))
+    logits = torch.randn(2, 3, 5, 5)
+    expected = torch.softmax(logits.flatten(2) / 0.1, dim=-1).view_as(logits)
+    assert torch.allclose(spatial_softmax2d(logits, temperature=detector.temperature), expected, atol=1e-6)
