@@ -34,6 +34,7 @@ from . import compat, strips
 LABELS = ("A", "B")
 JOB_NAME_MAX = 40  # Blender names hold 63 bytes: leave room for ".A.camera" / ".A.kp00"
 KEYS_HASH = "jokr_keys"  # custom property: hash of the keys as imported
+KEYS_FRAME = "jokr_keys_frame"  # camera property: the camera frame (left, right, bottom, top) the keys are in
 GOLDEN_RATIO = 0.618033988749895
 EMPTY_SIZE = 0.02  # of the frame's height
 MARKER_SUFFIX = ".dot"
@@ -61,6 +62,20 @@ def keypoint_color(index: int) -> tuple[float, float, float, float]:
 
 def camera_frame(camera, scene) -> CameraFrame:
     return CameraFrame.from_corners(camera.data.view_frame(scene=scene))
+
+
+def keys_frame(camera, scene) -> CameraFrame:
+    """The frame the rig's keys were written in. The camera's own frame follows the scene's resolution,
+    which an artist may change after Import; the keys must keep meaning the same footage positions."""
+    stored = camera.get(KEYS_FRAME)
+    return CameraFrame(*(float(v) for v in stored)) if stored is not None else camera_frame(camera, scene)
+
+
+def view_changed(camera, scene) -> bool:
+    """True when the camera view no longer shows the keys' frame (the scene's resolution changed)."""
+    now, keys = camera_frame(camera, scene), keys_frame(camera, scene)
+    return any(abs(a - b) > 1e-6 for a, b in zip(
+        (now.left, now.right, now.bottom, now.top), (keys.left, keys.right, keys.bottom, keys.top)))
 
 
 def keys_hash(obj) -> str:
@@ -215,7 +230,9 @@ def import_rig(rig_scene, sequencer_scene, settings, job_name: str, keypoint_fil
         first_frame = int(strip.frame_final_start)
         camera["jokr_first_frame"] = first_frame
         camera["jokr_frame_count"] = count
-        frame = camera_frame(camera, rig_scene)
+        # Keys already there stay in their frame, edited or not; Reset starts over in the current one.
+        frame = camera_frame(camera, rig_scene) if reset else keys_frame(camera, rig_scene)
+        camera[KEYS_FRAME] = (frame.left, frame.right, frame.bottom, frame.top)
         depth = camera.data.view_frame(scene=rig_scene)[0][2]
         frames = np.arange(first_frame, first_frame + count, dtype=np.float64)
         points = np.asarray(keypoint_file.keypoints(label), dtype=np.float64)  # frames × K × 2

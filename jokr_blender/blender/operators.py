@@ -312,6 +312,10 @@ class _RenderBase:
             except keypoint_file.KeypointFileError:
                 raise UserError("Import the keypoints first: rendering reads the keypoint empties") from None
             edited = render.edited_keypoint_file(job_name, engine_keypoints, scene)
+            if render.views_changed(job_name, scene):
+                self.report({'WARNING'}, "The scene's resolution changed since the keypoints were imported: "
+                                         "the camera views no longer line up with the footage, but the render "
+                                         "uses the keypoints where they were keyed")
             if render.rig_first_frame(job_name, render.DRIVING) != driving.frame_final_start:
                 self.report({'WARNING'}, f"Strip '{driving.name}' moved since the keypoints were imported: "
                                          "the result follows the strip, the keys stay where they were keyed")

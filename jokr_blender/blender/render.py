@@ -48,6 +48,13 @@ def _scene_of(obj, fallback):
     return obj.users_scene[0] if obj.users_scene else fallback
 
 
+def views_changed(job_name: str, fallback_scene) -> list[str]:
+    """The clips whose camera view no longer matches the frame their keys are in."""
+    return [label for label in keypoints.LABELS
+            if (camera := _rig_camera(job_name, label)) is not None
+            and keypoints.view_changed(camera, _scene_of(camera, fallback_scene))]
+
+
 def read_rig(job_name: str, label: str, keypoint_file: KeypointFile, fallback_scene) -> list | None:
     """Clip `label`'s keypoints (frames × K × [x, y]) from its empties, or None if it has no rig."""
     camera = _rig_camera(job_name, label)
@@ -57,7 +64,7 @@ def read_rig(job_name: str, label: str, keypoint_file: KeypointFile, fallback_sc
     if camera["jokr_frame_count"] != count:
         raise UserError(f"The keypoint empties of clip {label} cover {camera['jokr_frame_count']} frames but "
                         f"the job has {count}: import the keypoints again")
-    frame = keypoints.camera_frame(camera, _scene_of(camera, fallback_scene))
+    frame = keypoints.keys_frame(camera, _scene_of(camera, fallback_scene))
     first = int(camera["jokr_first_frame"])
     frames = range(first, first + count)
     points = np.empty((count, keypoint_file.num_keypoints, 2))

@@ -143,3 +143,25 @@ def test_moved_project_keeps_one_result_strip(addon, tiny_clips, tmp_path):
     assert bpy.ops.jokr.render_strip(wait=True) == {'FINISHED'}
     [strip] = result_strips(scene)
     assert os.path.normpath(bpy.path.abspath(strip.directory)).startswith(str(moved))
+
+
+def test_resolution_changed_after_import_keeps_the_keypoints(imported):
+    """Artists change the output size: the keys must keep meaning the same footage positions."""
+    import json
+
+    import numpy as np
+
+    from jokr_blender.blender import render
+
+    scene = imported
+    assert not render.views_changed(JOB[len("JOKR."):], scene)
+    scene.render.resolution_x, scene.render.resolution_y = 320, 160  # was 1920×1080 at import
+    assert render.views_changed(JOB[len("JOKR."):], scene) == ["A", "B"]  # Render warns
+    assert bpy.ops.jokr.render_strip(wait=True) == {'FINISHED'}
+    job_dir = bpy.path.abspath(scene.jokr.job_dir)
+    with open(os.path.join(job_dir, "keypoints.json")) as engine, \
+            open(os.path.join(job_dir, "keypoints.edited.json")) as edited:
+        engine_data, edited_data = json.load(engine), json.load(edited)
+    for label in ("A", "B"):
+        assert np.allclose(edited_data["clips"][label]["keypoints"], engine_data["clips"][label]["keypoints"],
+                           atol=1e-5)
