@@ -1,9 +1,14 @@
 """Enabling and disabling the add-on, twice, leaves nothing behind."""
 
+import json
+import os
+import subprocess
+import sys
+
 import bpy
 import pytest
 
-from .helpers import ADDON, disable_addon, enable_addon
+from .helpers import ADDON, REPO, USER_RESOURCES_ENV, disable_addon, enable_addon
 
 OPERATORS = ("train", "cancel", "resume", "open_log", "import_keypoints", "render_strip", "render_frame",
              "check_engine")
@@ -50,3 +55,56 @@ def test_register_unregister_twice_leaves_nothing(tiny_clips, tmp_path, monkeypa
         disable_addon()
         assert leftovers() == []
         bpy.ops.wm.read_factory_settings(use_empty=True)
+
+
+QUIT_SCRIPT = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[1])
+import bpy
+from tests.addon.helpers import ADDON, enable_addon, set_up_scene, write_fake_python, write_png_sequence
+tmp = Path(sys.argv[2])
+bpy.ops.wm.read_factory_settings(use_empty=True)
+enable_addon()
+prefs = bpy.context.preferences.addons[ADDON].preferences
+prefs.engine_python, prefs.job_root = write_fake_python(tmp), str(tmp / "jobs")
+clips = {}
+for name in ("cat", "fox"):
+    for part in ("frames", "masks"):
+        write_png_sequence(tmp / name / part, 10)
+    clips[name] = tmp / name
+scene = set_up_scene(bpy, clips)
+assert bpy.ops.jokr.train() == {'FINISHED'}
+from jokr_blender.blender import session
+run = session.manager.run(bpy.path.abspath(scene.jokr.job_dir))
+while not (Path(run.job_dir) / "events.jsonl").exists():
+    time.sleep(0.05)
+print("ENGINE", run.process.pid, run.job_dir, flush=True)
+# The script ends with the engine still training: Blender quits.
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/status") as status:
+            return "\nState:\tZ" not in status.read()  # a zombie has exited; only its parent can reap it
+    except FileNotFoundError:
+        return False
+
+
+@pytest.mark.skipif(not os.path.isdir("/proc"), reason="reads process states from /proc")
+def test_quitting_blender_while_training_checkpoints_and_stops_the_engine(tmp_path):
+    script = tmp_path / "quit.py"
+    script.write_text(QUIT_SCRIPT)
+    env = {**os.environ, "JOKR_FAKE_ITERATIONS": "100000", "JOKR_FAKE_SLEEP": "0.05",
+           USER_RESOURCES_ENV: str(tmp_path / "blender-user")}
+    done = subprocess.run([sys.executable, str(script), str(REPO), str(tmp_path)], capture_output=True, text=True,
+                          env=env, timeout=120)
+    assert done.returncode == 0, done.stderr[-2000:]
+    [line] = [line for line in done.stdout.splitlines() if line.startswith("ENGINE ")]
+    _, pid, job_dir = line.split(" ", 2)
+    assert not _alive(int(pid)), "the engine outlived Blender"
+    with open(os.path.join(job_dir, "events.jsonl")) as stream:
+        events = [json.loads(line) for line in stream if line.strip()]
+    assert any(e["event"] == "checkpoint" and e.get("reason") == "cancel" for e in events)
+    assert events[-1]["event"] == "done" and events[-1]["status"] == "cancelled"
