@@ -1,0 +1,40 @@
+"""The bf16 autocast path of training: on CPU (CPU autocast supports bf16, so CI runs this path, which
+the GPU uses by default) and on CUDA with channels_last (skipped without a GPU)."""
+
+import numpy as np
+import pytest
+import torch
+
+from .engine_cli import run_engine
+
+SHORT = ["--preset", "tiny", "--set", "step1_iterations=12", "--set", "step2_iterations=6",
+         "--set", "progress_every=2", "--set", "preview_every=1000"]
+
+
+def clips(data):
+    return ["--a", data / "cat", "--a-count", "12", "--b", data / "fox", "--b-count", "12"]
+
+
+def trains_to_the_end(job, data, *extra):
+    _, events, _ = run_engine("train", *clips(data), "--job", job, *SHORT, *extra)
+    progress = [e for e in events if e["event"] == "progress"]
+    assert events[-1]["event"] == "done" and events[-1]["status"] == "finished"
+    assert {e["step"] for e in progress} == {1, 2}
+    assert all(np.isfinite(list(e["losses"].values())).all() for e in progress)
+    return events
+
+
+def test_bf16_autocast_trains_both_steps_on_cpu(tmp_path, shared_data):
+    trains_to_the_end(tmp_path / "job", shared_data, "--set", "precision=bf16", "--device", "cpu")
+    _, events, _ = run_engine("render", "--job", tmp_path / "job", "--look", "B", "--out", tmp_path / "ab")
+    assert events[-1]["status"] == "finished" and len(list((tmp_path / "ab").glob("*.png"))) == 12
+
+
+@pytest.mark.gpu
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_trains_with_bf16_and_channels_last(tmp_path, shared_data):
+    events = trains_to_the_end(tmp_path / "job", shared_data, "--device", "cuda")
+    assert events[0]["device"].startswith("cuda")
+    _, events, _ = run_engine("render", "--job", tmp_path / "job", "--look", "B", "--out", tmp_path / "ab",
+                              "--device", "cuda")
+    assert events[-1]["status"] == "finished" and len(list((tmp_path / "ab").glob("*.png"))) == 12
