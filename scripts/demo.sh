@@ -3,5 +3,5 @@
 # real Blender (bpy) headless. Options are passed on, e.g. `scripts/demo.sh --preset paper`.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-scripts/setup_env.sh
+scripts/setup_env.sh demo
 exec .venv/bin/python scripts/demo.py "$@"
