@@ -86,9 +86,9 @@ def location_fcurves(obj, create: bool = False) -> tuple:
     return tuple(curves)
 
 
-def tag_sequencer_redraw(context) -> None:
+def tag_sequencer_redraw(context, area_type: str = 'SEQUENCE_EDITOR') -> None:
     window_manager = context.window_manager
     for window in window_manager.windows if window_manager else ():
         for area in window.screen.areas:
-            if area.type == 'SEQUENCE_EDITOR':
+            if area.type == area_type:
                 area.tag_redraw()

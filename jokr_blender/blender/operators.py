@@ -12,7 +12,7 @@ import bpy
 from bpy.props import BoolProperty
 
 from ..io import job_state, keypoint_file, protocol
-from ..io.process import EngineStartError, check_engine
+from ..io.process import EngineStartError
 from . import compat, keypoints, preferences, properties, render, session, strips, timers
 from .session import UserError, manager
 
@@ -369,6 +369,7 @@ class JOKR_OT_check_engine(bpy.types.Operator):
     bl_idname = "jokr.check_engine"
     bl_label = "Check Engine"
     bl_description = "Run the engine once to show its version and the device it would use"
+    wait: WAIT
 
     @classmethod
     def poll(cls, context):
@@ -381,17 +382,24 @@ class JOKR_OT_check_engine(bpy.types.Operator):
     def execute(self, context):
         prefs = preferences.get(context)
         try:
-            info = check_engine(session.engine_python(context), session.engine_env(context))
-        except (UserError, EngineStartError) as error:
+            thread, outcome = timers.start_engine_check(session.engine_python(context),
+                                                        session.engine_env(context))
+        except UserError as error:
             if prefs:
                 prefs.engine_status = str(error)
             self.report({'ERROR'}, str(error))
             return {'CANCELLED'}
-        status = f"JOKR engine {info.version} on {info.device}"
+        if not self.wait:  # the engine's first PyTorch import takes seconds: Blender stays usable
+            if prefs:
+                prefs.engine_status = "Checking the engine…"
+            timers.watch_engine_check(thread, outcome)
+            self.report({'INFO'}, "Checking the engine: its answer appears in the preferences")
+            return {'FINISHED'}
+        thread.join()
         if prefs:
-            prefs.engine_status = status
-        self.report({'INFO'}, status)
-        return {'FINISHED'}
+            prefs.engine_status = outcome["status"]
+        self.report({'INFO'} if outcome["ok"] else {'ERROR'}, outcome["status"])
+        return {'FINISHED'} if outcome["ok"] else {'CANCELLED'}
 
 
 classes = (JOKR_OT_train, JOKR_OT_cancel, JOKR_OT_resume, JOKR_OT_open_log, JOKR_OT_import_keypoints,

@@ -7,21 +7,26 @@
 - undo_post/redo_post: undo restores the mirrors with the rest of the scene, maybe to a state the job
   has left long ago; they are synced again from the job.
 - atexit and unregister: running engines are cancelled (they checkpoint), then killed after a grace.
+- Check Engine runs `--version` on a thread (the engine's first PyTorch import takes seconds); a timer
+  shows the answer in the preferences.
 """
 
 from __future__ import annotations
 
 import atexit
+import threading
 
 import bpy
 
-from . import compat, properties, session
+from ..io.process import EngineStartError, check_engine
+from . import compat, preferences, properties, session
 from .session import manager
 
 INTERVAL_S = 0.25
 STOP_GRACE_S = 5.0
 
 _synced_versions: dict[str, int] = {}
+_engine_checks: list[tuple[threading.Thread, dict]] = []  # running Check Engine threads and their outcome
 
 
 def sync_changed() -> bool:
@@ -88,6 +93,43 @@ def on_undo_redo(_scene, *_args) -> None:
     sync_all_scenes(reload=False)
 
 
+def start_engine_check(python: str, env: dict) -> tuple[threading.Thread, dict]:
+    """`--version --json` on a thread. The outcome dict gets `ok` and `status` (the line to show)."""
+    outcome: dict = {}
+
+    def check():
+        try:
+            info = check_engine(python, env)
+            outcome.update(ok=True, status=f"JOKR engine {info.version} on {info.device}")
+        except EngineStartError as error:
+            outcome.update(ok=False, status=str(error))
+
+    thread = threading.Thread(target=check, name="jokr-check-engine", daemon=True)
+    thread.start()
+    return thread, outcome
+
+
+def watch_engine_check(thread: threading.Thread, outcome: dict) -> None:
+    _engine_checks.append((thread, outcome))
+    if not bpy.app.timers.is_registered(apply_engine_checks):
+        bpy.app.timers.register(apply_engine_checks, first_interval=INTERVAL_S)
+
+
+def apply_engine_checks() -> float | None:
+    """The timer of Check Engine (scripts and tests may call it too): finished answers into the
+    preferences. Returns None once no check is left."""
+    for item in list(_engine_checks):
+        thread, outcome = item
+        if thread.is_alive():
+            continue
+        _engine_checks.remove(item)
+        prefs = preferences.get(bpy.context)
+        if prefs is not None:
+            prefs.engine_status = outcome["status"]
+        compat.tag_sequencer_redraw(bpy.context, 'PREFERENCES')
+    return INTERVAL_S if _engine_checks else None
+
+
 def stop_engines() -> None:
     manager.stop_all(STOP_GRACE_S)
 
@@ -104,8 +146,10 @@ def register():
 def unregister():
     stop_engines()
     atexit.unregister(stop_engines)
-    if bpy.app.timers.is_registered(poll_jobs):
-        bpy.app.timers.unregister(poll_jobs)
+    for timer in (poll_jobs, apply_engine_checks):
+        if bpy.app.timers.is_registered(timer):
+            bpy.app.timers.unregister(timer)
+    _engine_checks.clear()  # a check still running ends on its own; nobody shows its answer
     for name, handler in HANDLERS:
         handlers = getattr(bpy.app.handlers, name)
         if handler in handlers:

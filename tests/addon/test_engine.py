@@ -225,16 +225,16 @@ def test_engine_without_torch_reports_its_own_error(tmp_path):
     if not os.path.isfile(prefs.engine_python):
         pytest.skip("no torch-less Python at hand")
     with pytest.raises(RuntimeError, match="torch cannot be imported: No module named 'torch'"):
-        bpy.ops.jokr.check_engine()
+        bpy.ops.jokr.check_engine(wait=True)
     prefs.engine_path = ""  # and without the engine on its path
     with pytest.raises(RuntimeError, match="No module named jokr_engine"):
-        bpy.ops.jokr.check_engine()
+        bpy.ops.jokr.check_engine(wait=True)
 
 
 @pytest.mark.usefixtures("addon")
 def test_check_real_engine():
     prefs = use_real_engine()
-    assert bpy.ops.jokr.check_engine() == {'FINISHED'}
+    assert bpy.ops.jokr.check_engine(wait=True) == {'FINISHED'}
     assert prefs.engine_status.startswith("JOKR engine 0.") and " on " in prefs.engine_status
 
 

@@ -49,7 +49,7 @@ def test_installs_enables_and_runs_as_an_extension(bpy_module, built_zip, tmp_pa
         assert sys.modules[EXTENSION].__file__.startswith(os.environ["BLENDER_USER_RESOURCES"])
         prefs = bpy.context.preferences.addons[EXTENSION].preferences
         prefs.engine_python = write_fake_python(tmp_path)
-        assert bpy.ops.jokr.check_engine() == {'FINISHED'}
+        assert bpy.ops.jokr.check_engine(wait=True) == {'FINISHED'}
         # An unsaved file's job goes to the extension's own user folder.
         clips = {name: write_png_sequence(tmp_path / name / "frames", 6).parent for name in ("cat", "fox")}
         for clip in clips.values():

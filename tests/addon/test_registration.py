@@ -25,6 +25,8 @@ def leftovers():
     found += [f"jokr.{name}" for name in OPERATORS if hasattr(bpy.types, f"JOKR_OT_{name}")]
     if bpy.app.timers.is_registered(timers.poll_jobs):
         found.append("timer")
+    if bpy.app.timers.is_registered(timers.apply_engine_checks) or timers._engine_checks:
+        found.append("engine check")
     found += [f"{name} handler" for name, handler in timers.HANDLERS
               if handler in getattr(bpy.app.handlers, name)]
     if session.manager.is_running():
@@ -52,6 +54,8 @@ def test_register_unregister_twice_leaves_nothing(tiny_clips, tmp_path, monkeypa
         assert bpy.ops.jokr.train() == {'FINISHED'}
         from jokr_blender.blender import session, timers
         assert session.manager.is_running() and bpy.app.timers.is_registered(timers.poll_jobs)
+        assert bpy.ops.jokr.check_engine() == {'FINISHED'}  # and an engine check still waiting for its answer
+        assert bpy.app.timers.is_registered(timers.apply_engine_checks)
         disable_addon()
         assert leftovers() == []
         bpy.ops.wm.read_factory_settings(use_empty=True)

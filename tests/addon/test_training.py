@@ -118,7 +118,7 @@ def test_wrong_engine_path(tiny_clips, tmp_path):
     with pytest.raises(RuntimeError, match="Engine Python not found"):
         bpy.ops.jokr.train()
     with pytest.raises(RuntimeError, match="Engine Python not found"):
-        bpy.ops.jokr.check_engine()
+        bpy.ops.jokr.check_engine(wait=True)
     prefs().engine_python = ""
     with pytest.raises(RuntimeError, match="Set the engine's Python"):
         bpy.ops.jokr.train()
@@ -126,17 +126,34 @@ def test_wrong_engine_path(tiny_clips, tmp_path):
 
 @pytest.mark.usefixtures("addon")
 def test_check_engine_shows_version_and_device(tmp_path):
-    assert bpy.ops.jokr.check_engine() == {'FINISHED'}
+    assert bpy.ops.jokr.check_engine(wait=True) == {'FINISHED'}
     assert prefs().engine_status == "JOKR engine 0.0-fake on Fake CPU"
     prefs().engine_python = "  "
     assert not bpy.ops.jokr.check_engine.poll()  # greyed out, with a message saying what to set
 
 
 @pytest.mark.usefixtures("addon")
+def test_check_engine_answers_without_blocking_blender():
+    """From the UI the operator returns at once; the timer shows the answer when the engine gave it."""
+    import time
+
+    from jokr_blender.blender import timers
+
+    assert bpy.ops.jokr.check_engine() == {'FINISHED'}
+    assert prefs().engine_status == "Checking the engine…"
+    assert bpy.app.timers.is_registered(timers.apply_engine_checks)
+    deadline = time.monotonic() + 60
+    while timers.apply_engine_checks() is not None:  # bpy has no event loop: run the timer as Blender would
+        assert time.monotonic() < deadline, "the engine check never finished"
+        time.sleep(0.05)
+    assert prefs().engine_status == "JOKR engine 0.0-fake on Fake CPU"
+
+
+@pytest.mark.usefixtures("addon")
 def test_engine_without_its_packages(tiny_clips, tmp_path):
     prefs().engine_python = write_fake_python(tmp_path, "missing-torch")
     with pytest.raises(RuntimeError, match="No module named 'torch'"):
-        bpy.ops.jokr.check_engine()
+        bpy.ops.jokr.check_engine(wait=True)
     assert "No module named 'torch'" in prefs().engine_status
     scene = set_up_scene(bpy, tiny_clips)
     assert bpy.ops.jokr.train() == {'FINISHED'}  # the process starts; it fails on its own
