@@ -86,7 +86,7 @@ def location_fcurves(obj, create: bool = False) -> tuple:
     return tuple(curves)
 
 
-def tag_sequencer_redraw(context, area_type: str = 'SEQUENCE_EDITOR') -> None:
+def tag_redraw(context, area_type: str) -> None:
     window_manager = context.window_manager
     for window in window_manager.windows if window_manager else ():
         for area in window.screen.areas:

@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import colorsys
 import hashlib
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
 
 import bpy
 import numpy as np
@@ -73,9 +73,8 @@ def keys_frame(camera, scene) -> CameraFrame:
 
 def view_changed(camera, scene) -> bool:
     """True when the camera view no longer shows the keys' frame (the scene's resolution changed)."""
-    now, keys = camera_frame(camera, scene), keys_frame(camera, scene)
-    return any(abs(a - b) > 1e-6 for a, b in zip(
-        (now.left, now.right, now.bottom, now.top), (keys.left, keys.right, keys.bottom, keys.top)))
+    now, keys = astuple(camera_frame(camera, scene)), astuple(keys_frame(camera, scene))
+    return any(abs(a - b) > 1e-6 for a, b in zip(now, keys))
 
 
 def keys_hash(obj) -> str:
@@ -232,7 +231,7 @@ def import_rig(rig_scene, sequencer_scene, settings, job_name: str, keypoint_fil
         camera["jokr_frame_count"] = count
         # Keys already there stay in their frame, edited or not; Reset starts over in the current one.
         frame = camera_frame(camera, rig_scene) if reset else keys_frame(camera, rig_scene)
-        camera[KEYS_FRAME] = (frame.left, frame.right, frame.bottom, frame.top)
+        camera[KEYS_FRAME] = astuple(frame)
         depth = camera.data.view_frame(scene=rig_scene)[0][2]
         frames = np.arange(first_frame, first_frame + count, dtype=np.float64)
         points = np.asarray(keypoint_file.keypoints(label), dtype=np.float64)  # frames × K × 2

@@ -144,7 +144,7 @@ def _result_strip(scene, name: str, job_dir: str):
     still found after the project moved."""
     for strip in (compat.find_strip(scene, name), *compat.all_strips(scene)):
         if (strip is not None and strip.type == 'IMAGE' and strip.get("jokr_job")
-                and os.path.normpath(bpy.path.abspath(strip["jokr_job"])) == os.path.normpath(job_dir)):
+                and session.manager.key(bpy.path.abspath(strip["jokr_job"])) == session.manager.key(job_dir)):
             return strip
     return None
 

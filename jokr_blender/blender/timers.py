@@ -44,7 +44,7 @@ def poll_jobs() -> float | None:
     """The timer callback (scripts and tests may call it too): events in, panel up to date."""
     manager.poll()
     if sync_changed():
-        compat.tag_sequencer_redraw(bpy.context)
+        compat.tag_redraw(bpy.context, 'SEQUENCE_EDITOR')
     return INTERVAL_S if manager.is_running() else None
 
 
@@ -126,7 +126,7 @@ def apply_engine_checks() -> float | None:
         prefs = preferences.get(bpy.context)
         if prefs is not None:
             prefs.engine_status = outcome["status"]
-        compat.tag_sequencer_redraw(bpy.context, 'PREFERENCES')
+        compat.tag_redraw(bpy.context, 'PREFERENCES')
     return INTERVAL_S if _engine_checks else None
 
 
