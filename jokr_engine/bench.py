@@ -1,7 +1,9 @@
 """The `bench` command: training and rendering speed of a preset on this machine.
 
 Clips are synthetic (a moving ellipse): speed does not depend on what the frames show, and the bench
-then needs no data. Timings synchronise the device before reading the clock."""
+then needs no data. Timings synchronise the device before reading the clock. Beside the timings it counts
+the work of one iteration (FLOPs, operators), which does not depend on the machine: with it a rate
+becomes an achieved TFLOP/s, and a time target becomes the TFLOP/s it needs."""
 
 from __future__ import annotations
 
@@ -10,9 +12,13 @@ import resource
 import statistics
 import tempfile
 import time
+from pathlib import Path
 
 import numpy as np
 import torch
+from torch.profiler import ProfilerActivity, profile
+from torch.utils._python_dispatch import TorchDispatchMode
+from torch.utils.flop_counter import FlopCounterMode
 
 from .config import preset_config
 from .events import Emitter
@@ -51,13 +57,50 @@ def _timed_rate(run_once, iterations: int, device: torch.device, warmup: int = 3
     return iterations / (time.perf_counter() - start)
 
 
+class _OperatorCounter(TorchDispatchMode):
+    """Counts the aten operators a call dispatches, views apart: on a GPU each non-view operator is
+    at least one kernel launch, so the count is the launch (and Python) overhead an iteration pays."""
+
+    def __init__(self):
+        super().__init__()
+        self.kernels = 0
+
+    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
+        self.kernels += not func.is_view
+        return func(*args, **(kwargs or {}))
+
+
+def count_work(run_once) -> dict:
+    """FLOPs of one call's matrix products and convolutions, forward and backward (torch's
+    FlopCounterMode; element-wise work is not counted), and its non-view operators."""
+    with FlopCounterMode(display=False) as flops, _OperatorCounter() as operators:
+        run_once()
+    return {"gflop": flops.get_total_flops() / 1e9, "operators": operators.kernels}
+
+
+PROFILED_ITERATIONS = 3
+
+
+def _profile_table(run_once, device: torch.device) -> str:
+    """torch.profiler's operator table for a few iterations, the most expensive first."""
+    activities = [ProfilerActivity.CPU] + ([ProfilerActivity.CUDA] if device.type == "cuda" else [])
+    with profile(activities=activities) as profiler:
+        for _ in range(PROFILED_ITERATIONS):
+            run_once()
+        _sync(device)
+    sort_by = "self_cuda_time_total" if device.type == "cuda" else "self_cpu_time_total"
+    return profiler.key_averages().table(sort_by=sort_by, row_limit=30)
+
+
 def _peak_memory_gib(device: torch.device) -> float:
     if device.type == "cuda":
         return torch.cuda.max_memory_allocated(device) / 2**30
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
 
 
-def run_benchmark(preset: str, overrides: list[str], device_choice: str, iterations: int) -> dict:
+def run_benchmark(preset: str, overrides: list[str], device_choice: str, iterations: int,
+                  profile_path=None) -> dict:
+    """Time both steps and rendering; with `profile_path`, also write torch.profiler's tables there."""
     config = preset_config(preset).override(overrides)
     device = pick_device(device_choice)
     clips = {"A": synthetic_clip(64, config.image_size, 1), "B": synthetic_clip(64, config.image_size, 2)}
@@ -68,11 +111,17 @@ def run_benchmark(preset: str, overrides: list[str], device_choice: str, iterati
                    "batch": [config.step1_batch, config.step2_batch], "perceptual": config.perceptual,
                    "precision": trainer.precision,
                    "timed_iterations": iterations}
-        trainer.set_phase()
-        figures["step1_its_per_s"] = _timed_rate(trainer.step1_iteration, iterations, device)
-        trainer.step = 2
-        trainer.set_phase()
-        figures["step2_its_per_s"] = _timed_rate(trainer.step2_iteration, iterations, device)
+        tables = []
+        for step, run_once in ((1, trainer.step1_iteration), (2, trainer.step2_iteration)):
+            trainer.step = step
+            trainer.set_phase()
+            figures[f"step{step}_its_per_s"] = _timed_rate(run_once, iterations, device)
+            work = count_work(run_once)
+            figures[f"step{step}_gflop_per_it"] = work["gflop"]
+            figures[f"step{step}_operators_per_it"] = work["operators"]
+            figures[f"step{step}_achieved_tflop_per_s"] = work["gflop"] * figures[f"step{step}_its_per_s"] / 1000
+            if profile_path is not None:
+                tables.append(f"step {step}, {PROFILED_ITERATIONS} iterations\n{_profile_table(run_once, device)}")
 
         models = trainer.models.eval()
         keypoints = extract_keypoints(models, clips["A"], device, list(range(16)))
@@ -88,11 +137,21 @@ def run_benchmark(preset: str, overrides: list[str], device_choice: str, iterati
             _sync(device)
             latencies.append(time.perf_counter() - start)
         figures["render_single_frame_ms"] = 1000 * statistics.median(latencies[2:])
+        figures["render_gflop_per_frame"] = count_work(
+            lambda: generate(models, keypoints, "B", config.image_size, config.heatmap_scale, batch=16))["gflop"] / 16
         figures["peak_memory_gib"] = _peak_memory_gib(device)
         seconds = config.step1_iterations / figures["step1_its_per_s"] + config.step2_iterations / figures[
             "step2_its_per_s"]
         figures["projected_schedule_min"] = seconds / 60
         figures["schedule"] = [config.step1_iterations, config.step2_iterations]
+        schedule_pflop = (config.step1_iterations * figures["step1_gflop_per_it"]
+                          + config.step2_iterations * figures["step2_gflop_per_it"]) / 1e6
+        figures["schedule_pflop"] = schedule_pflop
+        figures["tflop_per_s_for_30_min"] = schedule_pflop * 1000 / (30 * 60)
+    if profile_path is not None:
+        header = (f"torch.profiler, preset {preset}, {figures['device']}, precision {figures['precision']}, "
+                  f"torch {torch.__version__}\n\n")
+        Path(profile_path).write_text(header + "\n\n".join(tables) + "\n")
     return figures
 
 
@@ -100,7 +159,6 @@ def record_markdown(path, figures: dict) -> None:
     """Append one section with the conditions (device, date, commit) and the figures."""
     import datetime
     import subprocess
-    from pathlib import Path
 
     try:
         commit = subprocess.run(["git", "rev-parse", "--short", "HEAD"], capture_output=True, text=True,
@@ -111,11 +169,19 @@ def record_markdown(path, figures: dict) -> None:
     rows = [
         ("step 1 iterations/s", f"{figures['step1_its_per_s']:.2f}"),
         ("step 2 iterations/s", f"{figures['step2_its_per_s']:.2f}"),
+        ("step 1 / step 2 GFLOP per iteration", f"{figures['step1_gflop_per_it']:.1f} / "
+                                                f"{figures['step2_gflop_per_it']:.1f}"),
+        ("step 1 / step 2 achieved TFLOP/s", f"{figures['step1_achieved_tflop_per_s']:.3g} / "
+                                             f"{figures['step2_achieved_tflop_per_s']:.3g}"),
+        ("step 1 / step 2 operators per iteration", f"{figures['step1_operators_per_it']} / "
+                                                   f"{figures['step2_operators_per_it']}"),
         ("render, batched (frames/s)", f"{figures['render_batched_fps']:.1f}"),
         ("render, one frame (ms)", f"{figures['render_single_frame_ms']:.1f}"),
         ("peak memory (GiB)", f"{figures['peak_memory_gib']:.2f}"),
         (f"projected schedule {figures['schedule'][0]} + {figures['schedule'][1]} it (min)",
          f"{figures['projected_schedule_min']:.1f}"),
+        ("whole schedule (PFLOP)", f"{figures['schedule_pflop']:.3g}"),
+        ("TFLOP/s needed for the schedule in 30 min", f"{figures['tflop_per_s_for_30_min']:.3g}"),
     ]
     lines = [f"\n### `{figures['preset']}` on {figures['device']} — {date}, commit {commit}\n",
              f"torch {figures['torch']}, {figures['image_size']}², K={figures['num_keypoints']}, "

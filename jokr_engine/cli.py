@@ -73,6 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--iterations", type=int, default=20, help="timed iterations per step")
     bench.add_argument("--out", type=Path, help="also write the figures as JSON here")
     bench.add_argument("--record", type=Path, metavar="MD", help="append the figures to this Markdown file")
+    bench.add_argument("--profile", type=Path, metavar="TXT",
+                       help="also write torch.profiler's operator tables of both steps here")
     common(bench)
     return parser
 
@@ -179,7 +181,7 @@ def run_eval(args, emitter: Emitter) -> dict:
 def run_bench(args, emitter: Emitter) -> dict:
     from .bench import run_benchmark
 
-    figures = run_benchmark(args.preset, args.overrides, args.device, args.iterations)
+    figures = run_benchmark(args.preset, args.overrides, args.device, args.iterations, args.profile)
     if args.out:
         args.out.write_text(json.dumps(figures, indent=1) + "\n")
     if args.record:

@@ -3,6 +3,9 @@
 import json
 
 import pytest
+import torch
+
+from jokr_engine.bench import count_work
 
 from .engine_cli import run_engine
 
@@ -38,5 +41,32 @@ def test_bench_reports_speeds_and_records_markdown(tmp_path):
         assert figures[key] > 0, key
     expected = 150 / figures["step1_its_per_s"] + 60 / figures["step2_its_per_s"]
     assert figures["projected_schedule_min"] == pytest.approx(expected / 60)
+    for step in (1, 2):
+        assert figures[f"step{step}_gflop_per_it"] > 0 and figures[f"step{step}_operators_per_it"] > 100
+        assert figures[f"step{step}_achieved_tflop_per_s"] == pytest.approx(
+            figures[f"step{step}_gflop_per_it"] * figures[f"step{step}_its_per_s"] / 1000)
+    schedule_gflop = 150 * figures["step1_gflop_per_it"] + 60 * figures["step2_gflop_per_it"]
+    assert figures["tflop_per_s_for_30_min"] == pytest.approx(schedule_gflop / 1000 / 1800)
     text = record.read_text()
-    assert "`tiny` on CPU" in text and "step 1 iterations/s" in text
+    assert "`tiny` on CPU" in text and "step 1 iterations/s" in text and "GFLOP per iteration" in text
+
+
+def test_bench_profile_writes_both_steps_operator_tables(tmp_path):
+    profile = tmp_path / "profile.txt"
+    run_engine("bench", "--preset", "tiny", "--iterations", "2", "--profile", profile)
+    text = profile.read_text()
+    assert "step 1, 3 iterations" in text and "step 2, 3 iterations" in text
+    assert text.count("aten::convolution_backward") >= 2  # both steps train convolutions
+
+
+def test_count_work_known_matrix_product():
+    a, b = torch.randn(64, 32, requires_grad=True), torch.randn(32, 16)
+
+    def forward_backward():
+        (a @ b).sum().backward()
+
+    work = count_work(forward_backward)
+    # forward 64×32×16 multiply-adds, backward the same again for a's gradient (b needs none)
+    assert work["gflop"] * 1e9 == 2 * (2 * 64 * 32 * 16)
+    assert 3 <= work["operators"] <= 20
+
