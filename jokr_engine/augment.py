@@ -41,6 +41,7 @@ def warp_by_theta(image: torch.Tensor, theta: torch.Tensor) -> torch.Tensor:
     with torch.autocast(image.device.type, enabled=False):
         theta = theta.float()
         full = torch.cat([theta, theta.new_tensor([0.0, 0.0, 1.0]).expand(theta.shape[0], 1, 3)], dim=1)
-        # kornia's matrices map source pixels to destination pixels, so the warp takes θ⁻¹.
-        src_to_dst = denormalize_homography(torch.linalg.inv(full), size, size)
+        # kornia's matrices map source pixels to destination pixels, so the warp takes θ⁻¹. inv_ex, not
+        # inv: inv checks for singular input by reading a flag back, a GPU sync; θ = I + noise is invertible.
+        src_to_dst = denormalize_homography(torch.linalg.inv_ex(full).inverse, size, size)
         return warp_affine(image.float(), src_to_dst[:, :2], dsize=(size[0], size[1]), align_corners=True)

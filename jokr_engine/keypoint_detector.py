@@ -78,8 +78,8 @@ class KeypointDetector(nn.Module):
     def __init__(self, config: Config):
         super().__init__()
         self.scale = config.kp_input_scale
-        # A buffer, so it lives on the model's device: no host-to-device copy on every forward pass.
-        self.register_buffer("temperature", torch.tensor(config.kp_temperature), persistent=False)
+        # A Python number: kornia checks a tensor temperature with bool(), a GPU-to-host sync on every call.
+        self.temperature = config.kp_temperature
         self.head_kernel = config.kp_head_kernel
         self.predictor = Hourglass(3, config.kp_base_channels, config.kp_max_channels, config.kp_blocks)
         self.head = nn.Conv2d(self.predictor.out_channels, config.num_keypoints, self.head_kernel)
