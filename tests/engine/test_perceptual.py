@@ -7,6 +7,8 @@ import torch
 from jokr_engine.errors import JokrError
 from jokr_engine.perceptual import VGG16_FILE, build_perceptual_loss, vgg16_weights_path
 
+from .host_reads import HostReads
+
 
 @pytest.fixture
 def torch_home(tmp_path, monkeypatch):
@@ -40,6 +42,10 @@ def test_lpips_loads_from_the_hub_cache_without_network(torch_home, monkeypatch)
     image = torch.rand(2, 3, 64, 64) * 2 - 1
     assert loss(image, image).item() == pytest.approx(0.0, abs=1e-6)
     assert loss(image, -image).item() > 0.01
+    rebuilt = image.clone().requires_grad_()
+    with HostReads() as reads:  # step 2 runs it every iteration: it must not stall a GPU
+        loss(rebuilt, image).backward()
+    assert reads.syncs == [] and reads.scalars == 0
 
 
 def test_ssim_needs_no_download_and_is_zero_for_equal_images():

@@ -4,7 +4,6 @@ import io
 
 import pytest
 import torch
-from torch.utils._python_dispatch import TorchDispatchMode
 
 from jokr_engine.augment import PairAugment
 from jokr_engine.bench import count_work, synthetic_clip
@@ -13,31 +12,14 @@ from jokr_engine.events import Emitter
 from jokr_engine.job import Job
 from jokr_engine.train import Trainer
 
+from .host_reads import HostReads
+
 
 def _tiny_trainer(folder) -> Trainer:
     config = preset_config("tiny")
     clips = {"A": synthetic_clip(8, config.image_size, 1), "B": synthetic_clip(8, config.image_size, 2)}
     emitter = Emitter(stream=io.StringIO(), terminal=io.StringIO())
     return Trainer(Job(folder), config, clips, torch.device("cpu"), emitter)
-
-
-class _HostReads(TorchDispatchMode):
-    """Counts the operators that read a tensor's value back to the host: on a GPU each one waits for
-    every queued kernel. `scalars` counts item()/bool() apart, because on CPU it also counts reads of
-    host-side tensors that are no sync on a GPU (kornia's Gaussian checks its CPU sigma that way)."""
-
-    SYNCS = {torch.ops.aten.nonzero.default, torch.ops.aten.masked_select.default,
-             torch.ops.aten._linalg_check_errors.default}
-
-    def __init__(self):
-        super().__init__()
-        self.syncs, self.scalars = [], 0
-
-    def __torch_dispatch__(self, func, types, args=(), kwargs=None):
-        if func in self.SYNCS:
-            self.syncs.append(str(func))
-        self.scalars += func is torch.ops.aten._local_scalar_dense.default
-        return func(*args, **(kwargs or {}))
 
 
 def test_keypoint_detector_sees_frame_pairs_and_warps_in_separate_calls(tmp_path):
@@ -86,7 +68,7 @@ def test_adam_step_is_a_few_kernels_whatever_the_parameter_count(tmp_path):
     trainer.set_phase()
     trainer.step1_iteration()
     assert sum(len(group["params"]) for group in trainer.opt_shape.param_groups) > 40
-    with _HostReads() as reads:
+    with HostReads() as reads:
         work = count_work(trainer.opt_shape.step)
     assert work["operators"] <= 10 and reads.scalars == 0 and not reads.syncs
 
@@ -98,6 +80,6 @@ def test_training_iterations_wait_for_no_flag_or_index_readback(tmp_path):
     for step, iteration in ((1, trainer.step1_iteration), (2, trainer.step2_iteration)):
         trainer.step = step
         trainer.set_phase()
-        with _HostReads() as reads:
+        with HostReads() as reads:
             iteration()
         assert reads.syncs == [], step
