@@ -125,9 +125,12 @@ def run_benchmark(preset: str, overrides: list[str], device_choice: str, iterati
 
         models = trainer.models.eval()
         keypoints = extract_keypoints(models, clips["A"], device, list(range(16)))
-        figures["render_batched_fps"] = 16 * _timed_rate(
-            lambda: generate(models, keypoints, "B", config.image_size, config.heatmap_scale, batch=16),
-            max(2, iterations // 4), device)
+
+        def render_batch():
+            generate(models, keypoints, "B", config.image_size, config.heatmap_scale, batch=16)
+
+        figures["render_batched_fps"] = 16 * _timed_rate(render_batch, max(2, iterations // 4), device)
+        figures["render_gflop_per_frame"] = count_work(render_batch)["gflop"] / 16
         latencies = []
         for i in range(max(5, iterations // 2)):
             _sync(device)
@@ -137,8 +140,6 @@ def run_benchmark(preset: str, overrides: list[str], device_choice: str, iterati
             _sync(device)
             latencies.append(time.perf_counter() - start)
         figures["render_single_frame_ms"] = 1000 * statistics.median(latencies[2:])
-        figures["render_gflop_per_frame"] = count_work(
-            lambda: generate(models, keypoints, "B", config.image_size, config.heatmap_scale, batch=16))["gflop"] / 16
         figures["peak_memory_gib"] = _peak_memory_gib(device)
         seconds = config.step1_iterations / figures["step1_its_per_s"] + config.step2_iterations / figures[
             "step2_its_per_s"]
@@ -149,8 +150,8 @@ def run_benchmark(preset: str, overrides: list[str], device_choice: str, iterati
         figures["schedule_pflop"] = schedule_pflop
         figures["tflop_per_s_for_30_min"] = schedule_pflop * 1000 / (30 * 60)
     if profile_path is not None:
-        header = (f"torch.profiler, preset {preset}, {figures['device']}, precision {figures['precision']}, "
-                  f"torch {torch.__version__}\n\n")
+        header = (f"torch.profiler, preset {preset} {' '.join(overrides)}, {figures['device']}, "
+                  f"precision {figures['precision']}, torch {torch.__version__}\n\n")
         Path(profile_path).write_text(header + "\n\n".join(tables) + "\n")
     return figures
 
@@ -177,6 +178,7 @@ def record_markdown(path, figures: dict) -> None:
                                                    f"{figures['step2_operators_per_it']}"),
         ("render, batched (frames/s)", f"{figures['render_batched_fps']:.1f}"),
         ("render, one frame (ms)", f"{figures['render_single_frame_ms']:.1f}"),
+        ("render GFLOP per frame", f"{figures['render_gflop_per_frame']:.1f}"),
         ("peak memory (GiB)", f"{figures['peak_memory_gib']:.2f}"),
         (f"projected schedule {figures['schedule'][0]} + {figures['schedule'][1]} it (min)",
          f"{figures['projected_schedule_min']:.1f}"),

@@ -37,7 +37,7 @@ def test_bench_reports_speeds_and_records_markdown(tmp_path):
     _, events, _ = run_engine("bench", "--preset", "tiny", "--iterations", "3", "--record", record)
     figures = events[-1]["outputs"]
     for key in ("step1_its_per_s", "step2_its_per_s", "render_batched_fps", "render_single_frame_ms",
-                "peak_memory_gib", "projected_schedule_min"):
+                "render_gflop_per_frame", "peak_memory_gib", "projected_schedule_min"):
         assert figures[key] > 0, key
     expected = 150 / figures["step1_its_per_s"] + 60 / figures["step2_its_per_s"]
     assert figures["projected_schedule_min"] == pytest.approx(expected / 60)
