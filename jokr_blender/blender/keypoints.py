@@ -90,6 +90,11 @@ def keys_hash(obj) -> str:
     return digest.hexdigest()
 
 
+def edited_by_artist(obj) -> bool:
+    """The empty's keys differ from those the last import wrote."""
+    return obj.get(KEYS_HASH) != keys_hash(obj)
+
+
 def write_keys(fcurve, frames: np.ndarray, values: np.ndarray) -> None:
     """Replace all keys in one go: add + foreach_set + update, not one keyframe_insert per frame."""
     points = fcurve.keyframe_points
@@ -239,7 +244,7 @@ def import_rig(rig_scene, sequencer_scene, settings, job_name: str, keypoint_fil
         for index in range(keypoint_file.num_keypoints):
             name = empty_name(job_name, label, index)
             obj = bpy.data.objects.get(name)
-            edited = obj is not None and not reset and obj.get(KEYS_HASH) != keys_hash(obj)
+            edited = obj is not None and not reset and edited_by_artist(obj)
             if obj is None:
                 obj = _new_empty(name, camera, collection, index, EMPTY_SIZE * frame.height, depth)
             _ensure_marker(obj, collection, index)
@@ -268,7 +273,7 @@ def _remove_extra_empties(job_name: str, label: str, count: int, reset: bool, re
     """Empties of a previous import with more keypoints: removed unless the artist edited them."""
     index = count
     while (obj := bpy.data.objects.get(empty_name(job_name, label, index))) is not None:
-        if reset or obj.get(KEYS_HASH) == keys_hash(obj):
+        if reset or not edited_by_artist(obj):
             marker = bpy.data.objects.get(obj.name + MARKER_SUFFIX)
             if marker is not None:
                 bpy.data.objects.remove(marker)

@@ -36,6 +36,12 @@ def _job_busy(settings) -> bool:
     return bool(settings.job_dir) and manager.is_running(bpy.path.abspath(settings.job_dir))
 
 
+def _has_idle_job(context) -> bool:
+    """The sequencer scene has a job and no engine runs for it (Import and Render poll)."""
+    scene = compat.sequencer_scene(context)
+    return scene is not None and bool(scene.jokr.job_dir) and not _job_busy(scene.jokr)
+
+
 def _standard_view(scene) -> bool:
     """Footage shows and renders untinted with the Standard view transform (not AgX/Filmic)."""
     if scene.view_settings.view_transform == 'Standard':
@@ -245,8 +251,7 @@ class JOKR_OT_import_keypoints(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        scene = compat.sequencer_scene(context)
-        return scene is not None and bool(scene.jokr.job_dir) and not _job_busy(scene.jokr)
+        return _has_idle_job(context)
 
     def execute(self, context):
         scene, settings = _settings(context)
@@ -295,8 +300,7 @@ class _RenderBase:
 
     @classmethod
     def poll(cls, context):
-        scene = compat.sequencer_scene(context)
-        return scene is not None and bool(scene.jokr.job_dir) and not _job_busy(scene.jokr)
+        return _has_idle_job(context)
 
     def frames(self, scene, job_name: str, keypoints_data) -> tuple[int, int] | None:
         return None
