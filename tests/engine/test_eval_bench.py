@@ -32,10 +32,18 @@ def test_eval_writes_json_markdown_and_contact_sheet(tiny_job):
     assert outputs["metrics"] == report["metrics"]
 
 
-def test_bench_reports_speeds_and_records_markdown(tmp_path):
-    record = tmp_path / "BENCH.md"
-    _, events, _ = run_engine("bench", "--preset", "tiny", "--iterations", "3", "--record", record)
-    figures = events[-1]["outputs"]
+@pytest.fixture(scope="module")
+def tiny_bench(tmp_path_factory):
+    """One bench run, recorded and profiled, for the tests below: (figures, record, profile)."""
+    folder = tmp_path_factory.mktemp("bench")
+    record, profile = folder / "BENCH.md", folder / "profile.txt"
+    _, events, _ = run_engine("bench", "--preset", "tiny", "--iterations", "3", "--record", record,
+                              "--profile", profile)
+    return events[-1]["outputs"], record, profile
+
+
+def test_bench_reports_speeds_and_records_markdown(tiny_bench):
+    figures, record, _ = tiny_bench
     for key in ("step1_its_per_s", "step2_its_per_s", "render_batched_fps", "render_single_frame_ms",
                 "render_gflop_per_frame", "peak_memory_gib", "projected_schedule_min"):
         assert figures[key] > 0, key
@@ -51,10 +59,8 @@ def test_bench_reports_speeds_and_records_markdown(tmp_path):
     assert "`tiny` on CPU" in text and "step 1 iterations/s" in text and "GFLOP per iteration" in text
 
 
-def test_bench_profile_writes_both_steps_operator_tables(tmp_path):
-    profile = tmp_path / "profile.txt"
-    run_engine("bench", "--preset", "tiny", "--iterations", "2", "--profile", profile)
-    text = profile.read_text()
+def test_bench_profile_writes_both_steps_operator_tables(tiny_bench):
+    text = tiny_bench[2].read_text()
     assert "step 1, 3 iterations" in text and "step 2, 3 iterations" in text
     assert text.count("aten::convolution_backward") >= 2  # both steps train convolutions
 
