@@ -191,6 +191,24 @@ def model_frames(
     return images, model_masks
 
 
+def look_boxes(boxes: np.ndarray, look_aspect: float) -> np.ndarray:
+    """The driver's crop boxes (N, 4) reshaped to the look clip's aspect (width / height of its boxes):
+    same centre, same area. A model picture squashes its own clip's box to a square, so a render in the
+    look's model space must be unsquashed with the look's aspect, not the driver's, or a wide animal comes
+    out flattened when a tall clip drives it."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    centre = boxes[:, :2] + boxes[:, 2:] / 2
+    area = boxes[:, 2] * boxes[:, 3]
+    size = np.stack([np.sqrt(area * look_aspect), np.sqrt(area / look_aspect)], axis=1)
+    return np.concatenate([centre - size / 2, size], axis=1)
+
+
+def box_aspect(boxes: np.ndarray) -> float:
+    """Width / height of a clip's crop boxes (one size per clip in every crop mode; the median for safety)."""
+    boxes = np.asarray(boxes, dtype=np.float64)
+    return float(np.median(boxes[:, 2] / boxes[:, 3]))
+
+
 def paste_back(
     rgba: np.ndarray, box: np.ndarray, frame_size: tuple[int, int], pad: float = 0.2
 ) -> np.ndarray:

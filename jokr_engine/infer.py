@@ -56,8 +56,20 @@ def to_look_frame(models: JokrModels, keypoints: torch.Tensor, driving: str, use
     return models.T.inverse(keypoints) if driving == "A" else models.T(keypoints)
 
 
+MATTE_EDGE = 0.05
+"""Half-width of the matte's ramp in silhouette units: values ≤ 0.5 − MATTE_EDGE are transparent, ≥ 0.5 +
+MATTE_EDGE opaque. G's sigmoid is never exactly 0 or 1, so using it as alpha directly left a haze of
+nearly transparent pixels over the whole plate and a ghosted, partly transparent animal."""
+
+
+def matte(silhouette: torch.Tensor) -> torch.Tensor:
+    """The generated silhouette (values in [0, 1]) → alpha in [0, 1]: solid inside the 0.5 contour (where
+    the metrics and the silhouette loss put the animal's edge), zero outside, a narrow linear ramp between."""
+    return ((silhouette.float() - 0.5) / (2 * MATTE_EDGE) + 0.5).clamp(0, 1)
+
+
 def to_uint8_rgba(rgb: torch.Tensor, silhouette: torch.Tensor) -> np.ndarray:
-    """(N, 3, S, S) in [-1, 1] and (N, 1, S, S) in [0, 1] → (N, S, S, 4) uint8 (alpha = silhouette)."""
+    """(N, 3, S, S) in [-1, 1] and (N, 1, S, S) in [0, 1] → (N, S, S, 4) uint8 (alpha = `matte`)."""
     colour = ((rgb.clamp(-1, 1) + 1) * 127.5).round()
-    alpha = (silhouette.clamp(0, 1) * 255).round()
+    alpha = (matte(silhouette) * 255).round()
     return torch.cat([colour, alpha], dim=1).permute(0, 2, 3, 1).to(torch.uint8).cpu().numpy()

@@ -11,7 +11,7 @@ import torch
 from .checkpoint import atomic_write_bytes, load_checkpoint
 from .config import Config
 from .errors import JokrError
-from .framing import frame_to_model, model_to_frame, paste_back
+from .framing import box_aspect, frame_to_model, look_boxes, model_to_frame, paste_back
 from .infer import extract_keypoints, generate, to_look_frame, to_uint8_rgba
 from .job import Job, JokrModels, PreparedClip
 from .keypoint_file import read_keypoint_file, write_keypoint_file
@@ -61,7 +61,8 @@ def render(job: Job, device: torch.device, look: str, out: Path, keypoint_file: 
         raise JokrError(f"--look {look!r}: must be A or B", "--look B draws A's motion with B's look")
     driving = "A" if look == "B" else "B"
     models, config, _ = load_models(job, device)
-    clip = job.load_prepared()[driving]
+    prepared = job.load_prepared()
+    clip, look_aspect = prepared[driving], box_aspect(prepared[look].boxes)
     selected = parse_frames(frames, clip.frame_count)
     if keypoint_file is not None:
         entry = read_keypoint_file(keypoint_file, driving, config.num_keypoints, clip.frame_count)
@@ -81,8 +82,10 @@ def render(job: Job, device: torch.device, look: str, out: Path, keypoint_file: 
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []
-    for picture, index in zip(pictures, selected):
-        full = paste_back(picture, boxes[index], clip.frame_size, config.pad)
+    # The picture is in the look's model space: unsquash it with the look's aspect, in the driver's box.
+    placed = look_boxes(np.asarray(boxes)[list(selected)], look_aspect)
+    for picture, index, box in zip(pictures, selected, placed):
+        full = paste_back(picture, box, clip.frame_size, config.pad)
         ok, data = cv2.imencode(".png", cv2.cvtColor(full, cv2.COLOR_RGBA2BGRA))
         if not ok:
             raise JokrError(f"could not encode frame {index} as PNG", "check free disk space", code="internal")

@@ -7,6 +7,7 @@ import numpy as np
 import pytest
 
 from jokr_engine.events import SCHEMA
+from jokr_engine.framing import look_boxes
 
 from .engine_cli import run_engine
 
@@ -62,7 +63,7 @@ def test_render_composites_in_the_full_frame_and_edits_round_trip(trained_job, t
     first = cv2.imread(str(frames[0]), cv2.IMREAD_UNCHANGED)
     assert first.shape == (480, 854, 4)
     box = json.loads((job / "keypoints.json").read_text())["clips"]["A"]["crop_boxes"][0]
-    x0, y0, w, h = box
+    x0, y0, w, h = look_boxes(np.array([box]), 624 / 320)[0]  # unsquashed with the fox's (B's) aspect
     outside = np.ones(first.shape[:2], bool)
     margin = int(np.ceil(1.4 * max(w, h) / 64)) + 1  # resampling ramps off over one model pixel (S = 64)
     top, bottom = max(0, int(y0 - 0.2 * h) - margin), int(y0 + 1.2 * h) + margin
@@ -70,6 +71,8 @@ def test_render_composites_in_the_full_frame_and_edits_round_trip(trained_job, t
     outside[top:bottom, left:right] = False
     assert first[..., 3][outside].max() == 0, "nothing is drawn outside the padded crop box"
     assert first[..., 3].max() > 128, "the generated silhouette is drawn"
+    visible = first[..., 3][first[..., 3] > 0]
+    assert (visible <= 25).sum() / visible.size < 0.05, "no haze of nearly transparent pixels"
     assert cv2.VideoCapture(str(tmp_path / "side.mp4")).get(cv2.CAP_PROP_FRAME_COUNT) == 30
 
     # The exported keypoints drive the same picture (the coordinate maps round-trip).
@@ -95,3 +98,28 @@ def test_both_looks_and_no_affine(trained_job, tmp_path):
     run_engine("render", "--job", job, "--look", "A", "--out", tmp_path / "ba", "--frames", "0:2", "--no-affine")
     picture = cv2.imread(str(tmp_path / "ba" / "00000.png"), cv2.IMREAD_UNCHANGED)
     assert picture.shape == (320, 624, 4), "BA is drawn at the driving clip B's frame size"
+
+
+def test_render_keeps_the_look_clips_aspect(trained_job, tmp_path, monkeypatch):
+    """A disc drawn in B's model space (B = the fox, 624×320 uncropped) is B's squashed frame: in the
+    driver's frame it must come out with B's aspect 1.95, whatever the cow's crop box is shaped like."""
+    import torch
+
+    from jokr_engine import render as render_module
+    from jokr_engine.job import Job
+
+    job, _ = trained_job
+
+    def disc_generate(models, keypoints, look, image_size, heatmap_scale, refine=True, batch=16):
+        yy, xx = torch.meshgrid(torch.arange(image_size), torch.arange(image_size), indexing="ij")
+        centre = (image_size - 1) / 2
+        inside = ((xx - centre) ** 2 + (yy - centre) ** 2).float().sqrt() < image_size * 0.3
+        silhouette = inside.float()[None, None].expand(len(keypoints), 1, -1, -1)
+        return torch.zeros(len(keypoints), 3, image_size, image_size), silhouette
+
+    monkeypatch.setattr(render_module, "generate", disc_generate)
+    (written,) = render_module.render(Job(job), torch.device("cpu"), "B", tmp_path / "disc", frames="0:1")
+    alpha = cv2.imread(str(written), cv2.IMREAD_UNCHANGED)[..., 3]
+    rows, columns = np.nonzero(alpha > 127)
+    aspect = (columns.max() - columns.min() + 1) / (rows.max() - rows.min() + 1)
+    assert aspect == pytest.approx(624 / 320, rel=0.06)

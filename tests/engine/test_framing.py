@@ -7,7 +7,15 @@ import numpy as np
 import pytest
 
 from jokr_engine.errors import JokrError
-from jokr_engine.framing import crop_boxes, frame_to_model, model_frames, model_to_frame, paste_back
+from jokr_engine.framing import (
+    box_aspect,
+    crop_boxes,
+    frame_to_model,
+    look_boxes,
+    model_frames,
+    model_to_frame,
+    paste_back,
+)
 
 DATA = Path(__file__).resolve().parents[2].parent / "shared" / "data"
 
@@ -288,3 +296,25 @@ def test_crop_errors():
     assert error.value.code == "bad_input" and "auto" in error.value.hint
     with pytest.raises(JokrError, match="empty on every frame"):
         crop_boxes(masks, "on")
+
+
+def test_look_boxes_keep_centre_and_area_and_take_the_look_aspect():
+    driver = np.array([[100.0, 50.0, 60.0, 120.0], [0.0, 0.0, 854.0, 480.0]])
+    placed = look_boxes(driver, 2.0)
+    np.testing.assert_allclose(placed[:, :2] + placed[:, 2:] / 2, driver[:, :2] + driver[:, 2:] / 2)
+    np.testing.assert_allclose(placed[:, 2] * placed[:, 3], driver[:, 2] * driver[:, 3])
+    np.testing.assert_allclose(placed[:, 2] / placed[:, 3], 2.0)
+    assert box_aspect(np.array([[0.0, 0.0, 624.0, 320.0]] * 3)) == pytest.approx(1.95)
+
+
+def test_a_round_look_pasted_into_a_tall_driver_box_stays_round():
+    # A disc in the look's model space, whose boxes are square: it must come out round in any driver box.
+    size = 64
+    yy, xx = np.mgrid[:size, :size]
+    disc = ((xx - 31.5) ** 2 + (yy - 31.5) ** 2 < 20**2).astype(np.uint8) * 255
+    rgba = np.dstack([disc, disc, disc, disc])
+    tall = np.array([[200.0, 40.0, 80.0, 320.0]])
+    pasted = paste_back(rgba, look_boxes(tall, box_aspect(np.array([[0.0, 0.0, 100.0, 100.0]])))[0], (480, 400))
+    rows, columns = np.nonzero(pasted[..., 3] > 127)
+    width, height = columns.max() - columns.min() + 1, rows.max() - rows.min() + 1
+    assert abs(width / height - 1) < 0.05
