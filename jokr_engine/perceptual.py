@@ -1,28 +1,23 @@
 """The perceptual term of step 2.
 
-`lpips` is LPIPS-VGG through the lpips package's own loading path: torchvision's VGG16 backbone from
-the torch hub cache (`$TORCH_HOME/hub/checkpoints/vgg16-397923af.pth`) and lpips' linear layers shipped
-inside the package. Nothing is downloaded: when the backbone file is missing we stop at start-up and
-say which file to put where. `ssim` (kornia, no weights) and `none` are explicit choices, never a
-fallback."""
+`lpips` is LPIPS-VGG (linear heads v0.1) built from torch.nn alone (`lpips_net.py`), with the weights
+`jokr-engine setup` verified and cached, or a user's own torchvision `vgg16-397923af.pth` (see
+`lpips_net.py` for the order). Nothing is downloaded at training time: when the weights are missing we
+stop at start-up and say to run `jokr-engine setup`. `ssim` (kornia, no weights) and `none` are explicit
+choices, never a fallback. `build_lpips("alex" | "vgg", device)` gives the evaluator the network itself."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
-from pathlib import Path
 
 import torch
 
 from .errors import JokrError
+from .lpips_net import build_lpips
 
-VGG16_FILE = "vgg16-397923af.pth"
-VGG16_URL = "https://download.pytorch.org/models/" + VGG16_FILE
+__all__ = ["PerceptualLoss", "build_lpips", "build_perceptual_loss"]
 
 PerceptualLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
-
-
-def vgg16_weights_path() -> Path:
-    return Path(torch.hub.get_dir()) / "checkpoints" / VGG16_FILE
 
 
 def build_perceptual_loss(kind: str, device: torch.device) -> PerceptualLoss | None:
@@ -42,25 +37,7 @@ def build_perceptual_loss(kind: str, device: torch.device) -> PerceptualLoss | N
 
 
 def _lpips_vgg(device: torch.device) -> PerceptualLoss:
-    weights = vgg16_weights_path()
-    if not weights.is_file():
-        raise JokrError(
-            f"LPIPS needs the VGG16 backbone weights {VGG16_FILE}, not found at {weights}",
-            f"download {VGG16_URL} and put it at that path (or set TORCH_HOME), "
-            "or choose the download-free loss with --set perceptual=ssim",
-            code="missing_weights",
-        )
-    try:
-        import lpips  # imported here: the engine runs without lpips/torchvision unless LPIPS is chosen
-    except (ImportError, RuntimeError) as error:
-        raise JokrError(
-            f"LPIPS cannot be loaded: {str(error).splitlines()[0]}",
-            "install lpips with a torchvision that matches your torch (README, 'Using a GPU'), "
-            "or choose --set perceptual=ssim",
-            code="missing_weights",
-        ) from None
-    model = lpips.LPIPS(net="vgg", pretrained=True, verbose=False).to(device).eval()
-    model.requires_grad_(False)
+    model = build_lpips("vgg", device)
 
     def lpips_vgg(image, target):
         return model(image.float(), target.float()).mean()
