@@ -23,10 +23,23 @@ def _gray(silhouettes: torch.Tensor) -> np.ndarray:
     return _rgb(silhouettes.mul(2).sub(1).expand(-1, 3, -1, -1))
 
 
+def _lpips_alex(device: torch.device):
+    """LPIPS-Alex with its real weights, or (None, why not): eval reports "n/a" and the reason, never a
+    number from missing or random weights."""
+    from .errors import JokrError
+    from .lpips_net import build_lpips
+
+    try:
+        return build_lpips("alex", device), None
+    except JokrError as error:
+        return None, f"{error.message} ({error.hint})"
+
+
 @torch.no_grad()
 def evaluate_job(job: Job, device: torch.device, out_dir: Path) -> dict:
     models, config, meta = load_models(job, device)
     clips = job.load_prepared()
+    lpips_alex, lpips_missing = _lpips_alex(device)
     size, scale = config.image_size, config.heatmap_scale
     values: dict[str, float] = {}
     real, keypoints, rows, marks = {}, {}, [], {}
@@ -37,6 +50,9 @@ def evaluate_job(job: Job, device: torch.device, out_dir: Path) -> dict:
         rebuilt, silhouette = generate(models, keypoints[label], label, size, scale)
         values[f"l1_{label}"] = metrics.l1(rebuilt, images)
         values[f"psnr_{label}"] = metrics.psnr(rebuilt, images)
+        values[f"lpips_alex_{label}"] = (None if lpips_alex is None else
+                                         torch.cat([lpips_alex(r, i) for r, i in zip(rebuilt.split(16),
+                                                                                     images.split(16))]).mean().item())
         values[f"silhouette_iou_{label}"] = metrics.silhouette_iou(silhouette, masks)
         values[f"keypoint_jitter_{label}"] = metrics.keypoint_jitter(keypoints[label])
         values[f"keypoint_spread_{label}"] = metrics.keypoint_spread(keypoints[label])
@@ -63,6 +79,7 @@ def evaluate_job(job: Job, device: torch.device, out_dir: Path) -> dict:
         "trained": f"step {meta['step']} iteration {meta['iteration']} (finished: {meta['finished']})",
         "iterations": f"{config.step1_iterations} + {config.step2_iterations}", "image_size": size,
         "num_keypoints": config.num_keypoints, "device": device_name(device),
+        "lpips_alex": lpips_missing or f"weights {lpips_alex.source}",
     }
     json_path, md_path = write_report(out_dir, values, conditions)
     return {"report": str(md_path), "json": str(json_path), "contact_sheet": str(sheet),

@@ -29,6 +29,8 @@ METRIC_DEFINITIONS = {
     "image side = 1",
     "keypoint_spread": "mean pairwise distance between a frame's keypoints, image side = 1 (near 0 = collapse)",
     "keypoint_mask_hit_rate": "fraction of keypoints inside the animal's mask (1 = all on the animal)",
+    "lpips_alex": "mean over frames of LPIPS-Alex v0.1 (real weights) between the reconstruction and the masked "
+    "input (0 = identical; lower is better)",
 }
 """One-line definition per metric family; docs/QUALITY.md has the full ones."""
 

