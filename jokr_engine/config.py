@@ -55,7 +55,8 @@ class Config:
     # augmentation (the authors' random affine, applied on the device)
     augment: bool = True
     # run
-    checkpoint_every: int = 1000
+    checkpoint_minutes: float = 5.0  # checkpoint every so many minutes of training (0 = off) …
+    checkpoint_every: int = 0  # … and every so many iterations (0 = off); always at every stop
     preview_every: int = 500
     progress_every: int = 10
     precision: str = "auto"  # auto (bf16 autocast on CUDA) | bf16 | fp32
@@ -118,6 +119,8 @@ class Config:
             (self.precision in ("auto", "bf16", "fp32"), "precision must be auto, bf16 or fp32"),
             (self.step1_batch >= 2 and self.step2_batch >= 1, "batch sizes too small (step 1 needs ≥ 2)"),
             (self.step1_iterations >= 0 and self.step2_iterations >= 0, "iterations must be ≥ 0"),
+            (self.checkpoint_minutes >= 0 and self.checkpoint_every >= 0,
+             "checkpoint_minutes and checkpoint_every must be ≥ 0 (0 = off)"),
             (self.image_size * self.kp_input_scale / 2**self.kp_blocks >= 1,
              "image_size × kp_input_scale must be divisible down kp_blocks times"),
         ]
@@ -144,7 +147,7 @@ PRESETS: dict[str, dict] = {
         "kp_max_channels": 64, "gen_channels": 8, "gen_blocks": 2, "num_keypoints": 6,
         "disc_hidden": (64, 32), "step1_iterations": 150, "step2_iterations": 60,
         "step1_batch": 4, "step2_batch": 4, "lr": 5e-4, "perceptual": "ssim",
-        "checkpoint_every": 50, "preview_every": 100, "progress_every": 5,
+        "checkpoint_every": 50, "checkpoint_minutes": 0.0, "preview_every": 100, "progress_every": 5,
     },
 }
 

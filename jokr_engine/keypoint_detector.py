@@ -8,6 +8,8 @@ it describes. (The authors take it on a [-1, 1] grid of the heatmap itself, whic
 
 from __future__ import annotations
 
+import contextlib
+
 import torch
 import torch.nn.functional as F
 from kornia.geometry import create_meshgrid
@@ -99,10 +101,17 @@ class KeypointDetector(nn.Module):
 
     def forward(self, image: torch.Tensor) -> dict[str, torch.Tensor]:
         small = image if self.scale == 1 else rescale(image, self.scale, antialias=True)
-        logits = self.head(self.predictor(small))
-        heatmaps = spatial_softmax2d(logits.float(), temperature=self.temperature)
-        a, b = self.heatmap_to_model(image.shape[-1], heatmaps.shape[-1])
-        keypoints = spatial_expectation2d(heatmaps, normalized_coordinates=True) * a + b
+        features = self.predictor(small)
+        # The head and the soft-argmax run in fp32 even under bf16 autocast: the softmax divides the logits
+        # by 0.1, and bf16 logits moved keypoints by more than the paper's whole jitter. (Meta tensors, in
+        # the tests, have no autocast.)
+        device = image.device.type
+        fp32 = (torch.autocast(device, enabled=False) if torch.amp.is_autocast_available(device)
+                else contextlib.nullcontext())
+        with fp32:
+            heatmaps = spatial_softmax2d(self.head(features.float()), temperature=self.temperature)
+            a, b = self.heatmap_to_model(image.shape[-1], heatmaps.shape[-1])
+            keypoints = spatial_expectation2d(heatmaps, normalized_coordinates=True) * a + b
         return {"keypoints": keypoints, "heatmaps": heatmaps}
 
     def mask_at_heatmap(self, mask: torch.Tensor) -> torch.Tensor:

@@ -16,7 +16,7 @@ import torch
 
 from . import __version__
 from .augment import PairAugment, random_theta, warp_by_theta
-from .checkpoint import flatten_optimizer, load_checkpoint, restore_optimizer, save_checkpoint
+from .checkpoint import CheckpointWriter, flatten_optimizer, load_checkpoint, restore_optimizer
 from .config import Config
 from .errors import JokrError
 from .events import Emitter
@@ -77,13 +77,16 @@ class Trainer:
         self.opt_disc = torch.optim.Adam(m.D.parameters(), **adam)
         self.opt_texture = torch.optim.Adam([*m.R_A.parameters(), *m.R_B.parameters()], **adam)
         self.data = {k: DeviceClip(c, device) for k, c in clips.items()}
-        self.augment = PairAugment() if config.augment else None
+        self.augment = PairAugment() if config.augment else None  # no state: draws on the clips' device
         use_bf16 = config.precision == "bf16" or (config.precision == "auto" and device.type == "cuda")
         self.precision = "bf16" if use_bf16 else "fp32"  # what runs, for reports
         self.autocast = (torch.autocast(device.type, dtype=torch.bfloat16) if use_bf16
                          else contextlib.nullcontext())
         self.step, self.iteration = 1, 0
         self.stop_reason: str | None = None
+        self.writer = CheckpointWriter()
+        self.clock = time.monotonic  # for the time-based checkpoints; tests put a fake clock here
+        self.last_checkpoint = 0.0
         # Built now, not when step 2 begins: missing LPIPS weights must stop the run before hours of step 1.
         self.perceptual = (build_perceptual_loss(config.perceptual, device) if config.step2_iterations > 0
                            else None)
@@ -129,7 +132,9 @@ class Trainer:
 
     def step2_iteration(self) -> dict[str, torch.Tensor]:
         c, m = self.config, self.models
-        terms = {"l1": 0.0, "perceptual": 0.0}
+        # On the device: a 0.0 left in place (no perceptual term) was returned as a tensor made on the host.
+        zero = torch.zeros((), device=self.device)
+        terms = {"l1": zero, "perceptual": zero}
         with self.autocast:
             for label in DOMAINS:
                 ((image, _),) = self.data[label].sample(c.step2_batch, self.augment, pairs=False)
@@ -145,7 +150,7 @@ class Trainer:
         self.opt_texture.zero_grad(set_to_none=True)
         total.backward()
         self.opt_texture.step()
-        return {k: torch.as_tensor(v).detach() for k, v in terms.items()} | {"total": total.detach()}
+        return {k: v.detach() for k, v in terms.items()} | {"total": total.detach()}
 
     # --- state ------------------------------------------------------------------------------------
     def set_phase(self) -> None:
@@ -159,7 +164,8 @@ class Trainer:
             m.D.requires_grad_(False)
             m.T.requires_grad_(False)
 
-    def checkpoint(self, reason: str, stem: str = "latest") -> Path:
+    def state(self, reason: str) -> tuple[dict[str, torch.Tensor], dict]:
+        """What a checkpoint holds: the live tensors (not copies) and the JSON metadata."""
         tensors = {f"model.{k}": v for k, v in self.models.state_dict().items()}
         meta = {
             "step": self.step, "iteration": self.iteration, "config": self.config.to_dict(),
@@ -174,10 +180,26 @@ class Trainer:
         tensors["rng.cpu"] = torch.get_rng_state()
         if self.device.type == "cuda":
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
-        path = save_checkpoint(self.job.checkpoints, stem, tensors, meta)
-        if stem == "latest":
-            self.emitter.emit("checkpoint", step=self.step, iteration=self.iteration, path=str(path), reason=reason)
-        return path
+        return tensors, meta
+
+    def checkpoint(self, reason: str, stem: str = "latest") -> None:
+        """Take the state of this iteration; it is written in the background, and its `checkpoint` event
+        is emitted once the files are in place."""
+        tensors, meta = self.state(reason)
+
+        def written(path: Path) -> None:
+            if stem == "latest":
+                self.emitter.emit("checkpoint", step=meta["step"], iteration=meta["iteration"], path=str(path),
+                                  reason=reason)
+
+        self.writer.save(self.job.checkpoints, stem, tensors, meta, written)
+        self.last_checkpoint = self.clock()
+
+    def checkpoint_due(self) -> bool:
+        """Every `checkpoint_minutes` of wall time and, if set, every `checkpoint_every` iterations."""
+        c = self.config
+        by_time = c.checkpoint_minutes > 0 and self.clock() - self.last_checkpoint >= 60 * c.checkpoint_minutes
+        return by_time or (c.checkpoint_every > 0 and self.iteration % c.checkpoint_every == 0)
 
     def optimizers(self) -> dict[str, torch.optim.Optimizer]:
         return {"shape": self.opt_shape, "disc": self.opt_disc, "texture": self.opt_texture}
@@ -201,11 +223,19 @@ class Trainer:
 
     # --- the loop ---------------------------------------------------------------------------------
     def run(self, until: tuple[int, int] | None = None) -> str:
+        """Train to the end, to `until` or to a stop request. Every way out, errors included, waits for
+        the checkpoint being written; if that write failed, its error is raised."""
+        try:
+            return self._loop(until)
+        finally:
+            self.writer.wait()
+
+    def _loop(self, until: tuple[int, int] | None) -> str:
         c = self.config
         plan = {1: c.step1_iterations, 2: c.step2_iterations}
         self._install_signal_handlers()
         window_start, window_iterations = time.perf_counter(), 0
-        rate = None
+        self.last_checkpoint = self.clock()
         while self.step <= 2:
             if self.iteration >= plan[self.step]:
                 if self.step == 1:
@@ -218,8 +248,9 @@ class Trainer:
             losses = self.step1_iteration() if self.step == 1 else self.step2_iteration()
             self.iteration += 1
             window_iterations += 1
+            self.writer.poll()  # the last checkpoint's event, or its error, as soon as it is written
             last = self.iteration >= plan[self.step]
-            at_checkpoint = self.iteration % c.checkpoint_every == 0 or last
+            at_checkpoint = self.checkpoint_due() or last
             if self.iteration % c.progress_every == 0 or at_checkpoint or self.stop_requested():
                 values = self._finite_losses(losses)
                 now = time.perf_counter()

@@ -2,7 +2,7 @@
 
 import io
 
-import pytest
+import kornia.augmentation as K
 import torch
 
 from jokr_engine.augment import PairAugment
@@ -14,9 +14,13 @@ from jokr_engine.train import Trainer
 
 from .host_reads import HostReads
 
+# Where kornia makes tensors from Python numbers that stay on the host (its Gaussian blur checks sigma
+# there): no copy to a GPU.
+HOST_SIDE = ("kornia/filters/gaussian.py",)
 
-def _tiny_trainer(folder) -> Trainer:
-    config = preset_config("tiny")
+
+def _tiny_trainer(folder, *settings) -> Trainer:
+    config = preset_config("tiny").override(list(settings))
     clips = {"A": synthetic_clip(8, config.image_size, 1), "B": synthetic_clip(8, config.image_size, 2)}
     emitter = Emitter(stream=io.StringIO(), terminal=io.StringIO())
     return Trainer(Job(folder), config, clips, torch.device("cpu"), emitter)
@@ -34,22 +38,49 @@ def test_keypoint_detector_sees_frame_pairs_and_warps_in_separate_calls(tmp_path
     assert batches == [2 * b, b, 2 * b, b]  # A: (t, t+1), A's warps; then the same for B
 
 
-@pytest.mark.parametrize("branch, shear, stretch", [("rigid", 15.0, False), ("stretch", 20.0, True)])
-def test_augmentation_ranges_are_the_authors(branch, shear, stretch):
+def test_augmentation_ranges_are_the_authors():
     torch.manual_seed(0)
     size = 64
-    params = getattr(PairAugment(), branch).forward_parameters(torch.Size((2000, 3, size, size)))
-    for axis in ("shear_x", "shear_y"):  # both axes, as imgaug's shear={"x": …, "y": …}
-        values = params[axis]
-        assert values.abs().max() <= shear and values.abs().max() > 0.9 * shear
+    params = PairAugment().draw(4000, size, size, "cpu")
+    rigid = params["rigid"]
+    assert 0.57 < rigid.float().mean() < 0.63  # the rigid branch with p = 0.6
+    for branch, shear in ((rigid, 15.0), (~rigid, 20.0)):
+        for axis in ("shear_x", "shear_y"):  # both axes, as imgaug's shear={"x": …, "y": …}
+            values = params[axis][branch].abs()
+            assert values.max() <= shear and values.max() > 0.9 * shear
     assert params["angle"].abs().max() <= 20 and params["angle"].abs().max() > 18
     translations = params["translations"].abs() / size  # both branches translate, ±10 % of the image
     assert translations.max() <= 0.1 + 1e-6 and translations.max() > 0.09
-    scale = params["scale"]
-    if stretch:  # x and y scaled independently by 0.8–1.2
-        assert scale.min() >= 0.8 and scale.max() <= 1.2 and (scale[:, 0] - scale[:, 1]).abs().max() > 0.2
-    else:
-        assert torch.all(scale == 1)
+    assert torch.all(params["scale"][rigid] == 1)
+    stretch = params["scale"][~rigid]  # x and y scaled independently by 0.8–1.2
+    assert stretch.min() >= 0.8 and stretch.max() <= 1.2 and (stretch[:, 0] - stretch[:, 1]).abs().max() > 0.2
+
+
+def test_augmentation_warps_as_kornias_random_affine():
+    """The parameters are drawn here, on the device, but applied exactly as kornia's RandomAffine
+    applies them (a non-square image, to tell x from y)."""
+    torch.manual_seed(0)
+    augment = PairAugment()
+    image = torch.rand(64, 3, 24, 20)
+    params = augment.draw(64, 24, 20, "cpu")
+    kornia_params = {k: v for k, v in params.items() if k != "rigid"}
+    ours = augment.warp(image, params)
+    for rigid, settings in ((True, {"shear": (-15.0, 15.0, -15.0, 15.0)}),
+                            (False, {"scale": (0.8, 1.2, 0.8, 1.2), "shear": (-20.0, 20.0, -20.0, 20.0)})):
+        kornia = K.RandomAffine(degrees=20.0, translate=(0.1, 0.1), p=1.0, **settings)(image, params=kornia_params)
+        branch = params["rigid"] == rigid
+        assert torch.equal(ours[branch], kornia[branch])
+
+
+def test_augmentation_draws_and_warps_on_the_device():
+    """kornia's RandomAffine samples on the CPU and copies its parameters to the device at every call
+    (moved to the GPU, it casts them back to the CPU instead). Here, on the meta device, a copy from
+    the host shows up as an upload and a read of a value raises."""
+    augment = PairAugment()
+    with HostReads() as reads:
+        out = augment.warp(torch.empty(4, 8, 64, 64, device="meta"), augment.draw(4, 64, 64, "meta"))
+    assert out.device.type == "meta" and out.shape == (4, 8, 64, 64)
+    assert reads.uploads == [] and reads.syncs == [] and reads.scalars == 0
 
 
 def test_keypoint_detector_reads_nothing_back_from_the_device(tmp_path):
@@ -73,13 +104,18 @@ def test_adam_step_is_a_few_kernels_whatever_the_parameter_count(tmp_path):
     assert work["operators"] <= 10 and reads.scalars == 0 and not reads.syncs
 
 
-def test_training_iterations_wait_for_no_flag_or_index_readback(tmp_path):
+def test_training_iterations_read_nothing_back_and_copy_nothing_to_the_device(tmp_path):
     """torch.linalg.inv reads its singular-matrix flag back (a GPU sync); the equivariance warp, twice
-    per step-1 iteration, takes inv_ex. Boolean indexing (nonzero) would sync the same way."""
-    trainer = _tiny_trainer(tmp_path)
+    per step-1 iteration, takes inv_ex. Boolean indexing (nonzero) would sync the same way. A tensor
+    made from Python data on the device (new_tensor, as_tensor(0.0)) is a blocking host-to-device copy.
+    Step 2 runs without the perceptual term: kornia's SSIM makes its window from a Python number on the
+    device at every call (kornia/filters/kernels.py), outside the engine."""
+    trainer = _tiny_trainer(tmp_path, "perceptual=none")
     for step, iteration in ((1, trainer.step1_iteration), (2, trainer.step2_iteration)):
         trainer.step = step
         trainer.set_phase()
         with HostReads() as reads:
             iteration()
         assert reads.syncs == [], step
+        assert [u for u in reads.uploads if not any(place in u for place in HOST_SIDE)] == [], step
+
