@@ -7,6 +7,7 @@ becomes an achieved TFLOP/s, and a time target becomes the TFLOP/s it needs."""
 
 from __future__ import annotations
 
+import dataclasses
 import io
 import resource
 import statistics
@@ -21,9 +22,12 @@ from torch.utils._python_dispatch import TorchDispatchMode
 from torch.utils.flop_counter import FlopCounterMode
 
 from .config import preset_config
+from .errors import JokrError
 from .events import Emitter
 from .infer import extract_keypoints, generate
 from .job import Job, PreparedClip, device_name, pick_device
+from .lpips_net import LPIPS
+from .perceptual import lpips_loss
 from .train import Trainer
 
 
@@ -98,17 +102,55 @@ def _peak_memory_gib(device: torch.device) -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
 
 
-def run_benchmark(preset: str, overrides: list[str], device_choice: str, iterations: int,
-                  profile_path=None) -> dict:
-    """Time both steps and rendering; with `profile_path`, also write torch.profiler's tables there."""
+def _bench_trainer(job: Job, config, clips: dict, device: torch.device, random_lpips: bool):
+    """(trainer, the perceptual loss it runs, in words)."""
+    emitter = Emitter(stream=io.StringIO(), terminal=io.StringIO())
+    if not random_lpips:
+        return Trainer(job, config, clips, device, emitter), config.perceptual
+    # The trainer would load the real weights: give it none, then the random network.
+    trainer = Trainer(job, dataclasses.replace(config, perceptual="none"), clips, device, emitter)
+    trainer.perceptual = lpips_loss(LPIPS("vgg").requires_grad_(False).eval().to(device))
+    return trainer, "lpips (random weights: timings and counts only)"
+
+
+def count_schedule(preset: str, overrides: list[str], device_choice: str, random_lpips: bool = False) -> dict:
+    """The work of one iteration of each step and of the whole schedule, without timing anything: a count
+    is the same on every machine, so the paper preset can be counted on a CPU in minutes."""
     config = preset_config(preset).override(overrides)
+    device = pick_device(device_choice)
+    clips = {"A": synthetic_clip(8, config.image_size, 1), "B": synthetic_clip(8, config.image_size, 2)}
+    with tempfile.TemporaryDirectory() as folder:
+        trainer, perceptual = _bench_trainer(Job(folder), config, clips, device, random_lpips)
+        figures = {"preset": preset, "overrides": overrides, "image_size": config.image_size,
+                   "batch": [config.step1_batch, config.step2_batch], "perceptual": perceptual,
+                   "schedule": [config.step1_iterations, config.step2_iterations]}
+        for step, run_once in ((1, trainer.step1_iteration), (2, trainer.step2_iteration)):
+            trainer.step = step
+            trainer.set_phase()
+            work = count_work(run_once)
+            figures[f"step{step}_gflop_per_it"] = work["gflop"]
+            figures[f"step{step}_operators_per_it"] = work["operators"]
+    figures["schedule_pflop"] = (config.step1_iterations * figures["step1_gflop_per_it"]
+                                 + config.step2_iterations * figures["step2_gflop_per_it"]) / 1e6
+    return figures
+
+
+def run_benchmark(preset: str, overrides: list[str], device_choice: str, iterations: int,
+                  profile_path=None, random_lpips: bool = False) -> dict:
+    """Time both steps and rendering; with `profile_path`, also write torch.profiler's tables there.
+    `random_lpips`: LPIPS-VGG with random weights where its real weights are not at hand (the same work,
+    so the same timings and counts; the figures say so)."""
+    config = preset_config(preset).override(overrides)
+    if random_lpips and config.perceptual != "lpips":
+        raise JokrError(f"--random-lpips: preset {preset} uses perceptual={config.perceptual}, not lpips",
+                        "drop --random-lpips, or add --set perceptual=lpips")
     device = pick_device(device_choice)
     clips = {"A": synthetic_clip(64, config.image_size, 1), "B": synthetic_clip(64, config.image_size, 2)}
     with tempfile.TemporaryDirectory() as folder:
-        trainer = Trainer(Job(folder), config, clips, device, Emitter(stream=io.StringIO(), terminal=io.StringIO()))
+        trainer, perceptual = _bench_trainer(Job(folder), config, clips, device, random_lpips)
         figures = {"preset": preset, "device": device_name(device), "torch": torch.__version__,
                    "image_size": config.image_size, "num_keypoints": config.num_keypoints,
-                   "batch": [config.step1_batch, config.step2_batch], "perceptual": config.perceptual,
+                   "batch": [config.step1_batch, config.step2_batch], "perceptual": perceptual,
                    "precision": trainer.precision,
                    "timed_iterations": iterations}
         tables = []

@@ -15,7 +15,7 @@ import torch
 from .errors import JokrError
 from .lpips_net import build_lpips
 
-__all__ = ["PerceptualLoss", "build_lpips", "build_perceptual_loss"]
+__all__ = ["PerceptualLoss", "build_lpips", "build_perceptual_loss", "lpips_loss"]
 
 PerceptualLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
@@ -37,9 +37,13 @@ def build_perceptual_loss(kind: str, device: torch.device) -> PerceptualLoss | N
 
 
 def _lpips_vgg(device: torch.device) -> PerceptualLoss:
-    model = build_lpips("vgg", device)
+    return lpips_loss(build_lpips("vgg", device))
 
-    def lpips_vgg(image, target):
+
+def lpips_loss(model: torch.nn.Module) -> PerceptualLoss:
+    """The batch mean of an LPIPS network's distances, as step 2's loss."""
+
+    def lpips(image, target):
         return model(image.float(), target.float()).mean()
 
-    return lpips_vgg
+    return lpips

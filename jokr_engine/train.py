@@ -7,6 +7,7 @@ every sample is drawn and augmented there, so the loop runs no per-sample Python
 from __future__ import annotations
 
 import contextlib
+import math
 import signal
 import time
 from pathlib import Path
@@ -182,6 +183,17 @@ class Trainer:
             tensors["rng.cuda"] = torch.cuda.get_rng_state(self.device)
         return tensors, meta
 
+    def set_learning_rate(self, iterations: int) -> None:
+        """The learning rate of this iteration of the current step: constant (the authors'), or a cosine
+        from `lr` down to 0 at the step's last iteration. A function of the iteration alone, so a resumed
+        run continues the schedule exactly."""
+        lr = self.config.lr
+        if self.config.lr_schedule == "cosine":
+            lr *= 0.5 * (1 + math.cos(math.pi * self.iteration / max(iterations, 1)))
+        for opt in ((self.opt_shape, self.opt_disc) if self.step == 1 else (self.opt_texture,)):
+            for group in opt.param_groups:
+                group["lr"] = lr
+
     def checkpoint(self, reason: str, stem: str = "latest") -> None:
         """Take the state of this iteration; it is written in the background, and its `checkpoint` event
         is emitted once the files are in place."""
@@ -245,6 +257,7 @@ class Trainer:
                     continue
                 break
             self.set_phase()
+            self.set_learning_rate(plan[self.step])
             losses = self.step1_iteration() if self.step == 1 else self.step2_iteration()
             self.iteration += 1
             window_iterations += 1

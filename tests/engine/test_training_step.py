@@ -119,3 +119,20 @@ def test_training_iterations_read_nothing_back_and_copy_nothing_to_the_device(tm
         assert reads.syncs == [], step
         assert [u for u in reads.uploads if not any(place in u for place in HOST_SIDE)] == [], step
 
+
+
+def test_cosine_schedule_decays_each_steps_rate_to_zero_and_constant_keeps_it(tmp_path):
+    def rates(trainer, iterations):
+        trainer.set_learning_rate(iterations)
+        return [g["lr"] for opt in trainer.optimizers().values() for g in opt.param_groups]
+
+    cosine = _tiny_trainer(tmp_path / "cosine", "lr_schedule=cosine", "lr=1e-3")
+    assert rates(cosine, 100) == [1e-3, 1e-3, 1e-3]
+    cosine.iteration = 50
+    assert rates(cosine, 100)[:2] == [0.5e-3, 0.5e-3]  # step 1's optimisers only
+    cosine.step, cosine.iteration = 2, 99
+    shape, disc, texture = rates(cosine, 100)
+    assert texture < 1e-6 and shape == disc == 0.5e-3
+    constant = _tiny_trainer(tmp_path / "constant", "lr=1e-3")
+    constant.iteration = 50
+    assert rates(constant, 100) == [1e-3, 1e-3, 1e-3]
