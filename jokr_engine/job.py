@@ -87,6 +87,10 @@ class Job:
         return self.folder / "checkpoints"
 
     @property
+    def has_checkpoint(self) -> bool:
+        return (self.checkpoints / "latest.json").is_file()
+
+    @property
     def cancel_file(self) -> Path:
         return self.folder / "CANCEL"
 
@@ -95,8 +99,10 @@ class Job:
         return self.folder / "previews"
 
     def create(self, specs: dict[str, ClipSpec], config: Config, preset: str) -> None:
-        if (self.folder / "job.json").exists():
-            raise JokrError(f"{self.folder} already holds a job",
+        """A new job; a folder whose job never reached its first checkpoint (it failed at start-up or was
+        stopped at once) is started again with the new settings, since nothing trained would be lost."""
+        if (self.folder / "job.json").exists() and self.has_checkpoint:
+            raise JokrError(f"{self.folder} already holds a trained job",
                             "continue it with `train --job DIR --resume`, or choose a new --job folder")
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.folder / "job.json", {

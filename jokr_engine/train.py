@@ -348,7 +348,9 @@ def train(job: Job, config: Config, clips: dict[str, PreparedClip], device: torc
           preset: str, resume: bool, until: tuple[int, int] | None) -> str:
     trainer = Trainer(job, config, clips, device, emitter)
     resumed_from = None
-    if resume:
+    # A job stopped before its first checkpoint has nothing to resume: it starts at iteration 0 with its
+    # saved settings and prepared clips, which is exactly where it was.
+    if resume and job.has_checkpoint:
         tensors, meta = load_checkpoint(job.checkpoints)
         trainer.restore(tensors, meta)
         job.save_config(config)

@@ -138,7 +138,8 @@ class JOKR_OT_train(bpy.types.Operator):
                 raise UserError("Clip A and clip B are the same strip: choose two different clips")
             root, note = session.job_root(context)
             job_dir = os.path.join(root, session.job_name(settings))
-            if job_state.has_job(job_dir):
+            # A folder whose job never reached a checkpoint (failed at start-up) takes a new training.
+            if job_state.has_checkpoint(job_dir):
                 raise UserError(f"{job_dir} already holds a trained job: set another Job Name for a new one")
             overrides = {key: getattr(settings, key) for key in SETTING_OVERRIDES if getattr(settings, key)}
             argv = protocol.train_command(python, job_dir, clip_a.args, clip_b.args, settings.preset,

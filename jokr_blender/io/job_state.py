@@ -267,10 +267,5 @@ def has_checkpoint(job_dir: str) -> bool:
     return os.path.isfile(os.path.join(job_dir, CHECKPOINT_FILE))
 
 
-def has_job(job_dir: str) -> bool:
-    """True when `train` created the job (job.json), i.e. the folder cannot take a new training."""
-    return os.path.isfile(os.path.join(job_dir, "job.json"))
-
-
 def can_resume(state: JobState, job_dir: str) -> bool:
     return state.state in ("cancelled", "failed") and has_checkpoint(job_dir)

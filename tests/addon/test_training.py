@@ -24,6 +24,9 @@ def job_spec(scene):
 def test_train_runs_in_the_background_and_the_timer_applies_it(tiny_clips, tmp_path):
     scene = set_up_scene(bpy, tiny_clips)
     scene.jokr.num_keypoints = 8
+    # A job that failed at start-up (job.json, no checkpoint) does not block a new training under its name.
+    os.makedirs(tmp_path / "jobs" / "job")
+    (tmp_path / "jobs" / "job" / "job.json").write_text("{}")
     assert bpy.ops.jokr.train() == {'FINISHED'}
     settings = scene.jokr
     assert settings.job_dir == str(tmp_path / "jobs" / "job")

@@ -186,6 +186,25 @@ def test_missing_lpips_weights_stop_the_run_before_step_one(tmp_path):
     assert code == 2 and error["code"] == "missing_weights" and "vgg16" in error["message"]
     assert not [e for e in events if e["event"] == "progress"], "it must stop before training, not after step 1"
     assert not (tmp_path / "job" / "checkpoints").exists()
+    # Fixed (here: another loss), the job starts again under the same name; nothing trained was there.
+    _, events, _ = run_engine("train", "--a", tmp_path / "a", "--b", tmp_path / "b", "--job", tmp_path / "job", *TINY)
+    assert events[-1]["status"] == "finished"
+    assert json.loads((tmp_path / "job" / "job.json").read_text())["config"]["perceptual"] == "ssim"
+    # A trained job is never replaced.
+    code, events, _ = run_engine("train", "--a", tmp_path / "a", "--b", tmp_path / "b", "--job", tmp_path / "job",
+                                 *TINY, check=False)
+    assert code == 2 and "already holds a trained job" in last_error(events)["message"]
+
+
+def test_resume_before_the_first_checkpoint_trains_from_the_start(tmp_path):
+    """A job killed before its first checkpoint has its settings and prepared clips: resume starts it."""
+    job = tmp_path / "job"
+    run_engine("train", "--a", make_clip(tmp_path / "a"), "--b", make_clip(tmp_path / "b"), "--job", job, *TINY)
+    shutil.rmtree(job / "checkpoints")  # as if killed before the first one was written
+    _, events, _ = run_engine("train", "--job", job, "--resume")
+    assert events[0]["event"] == "started" and events[0]["resumed_from"] is None
+    assert {e["step"] for e in events if e["event"] == "progress"} == {1, 2}  # step 1 trained again, from 0
+    assert events[-1]["status"] == "finished" and (job / "checkpoints" / "latest.json").is_file()
 
 
 def test_resume_with_other_network_settings_is_refused_and_keeps_the_checkpoint(small_job, tmp_path):
