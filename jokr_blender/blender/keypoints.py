@@ -44,7 +44,13 @@ RIG_SPACING = 0.25  # gap between the A and B rigs, in frame heights
 
 
 def rig_prefix(job_name: str) -> str:
-    return f"JOKR.{job_name[:JOB_NAME_MAX]}"
+    """`JOKR.<job name>`, unique for every job name: a name longer than JOB_NAME_MAX bytes keeps its start
+    and ends in a hash of the whole name, so `…_take1` and `…_take2` get separate rigs."""
+    encoded = job_name.encode()
+    if len(encoded) <= JOB_NAME_MAX:
+        return f"JOKR.{job_name}"
+    head = encoded[: JOB_NAME_MAX - 9].decode(errors="ignore")  # never cut a character in half
+    return f"JOKR.{head}~{hashlib.sha1(encoded).hexdigest()[:8]}"
 
 
 def camera_name(job_name: str, label: str) -> str:

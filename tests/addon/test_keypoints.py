@@ -210,3 +210,18 @@ def test_undo_of_an_edit_after_a_background_import_keeps_the_rig(trained):
     empty = bpy.data.objects.get(f"{JOB}.A.kp00")
     assert empty is not None, "undoing the edit took the whole rig away"
     assert empty.location.x == pytest.approx(x_before)
+
+
+def test_rig_names_are_unique_for_long_job_names_and_fit_blender(addon):
+    from jokr_blender.blender.keypoints import camera_name, empty_name, rig_prefix
+
+    stem = "cat_walk_onto_the_fox_with_the_long_name_of_the_shot_"
+    take1, take2 = stem + "take1", stem + "take2"
+    assert rig_prefix(take1) != rig_prefix(take2)
+    assert rig_prefix("cat_fox") == "JOKR.cat_fox"  # short names are kept as they are
+    for name in (take1, take2, "чёрная_кошка_и_лиса_в_высокой_траве_дубль_2"):
+        for full in (camera_name(name, "A"), empty_name(name, "B", 99)):
+            assert len(full.encode()) <= 63  # Blender would cut a longer name, and two rigs could meet again
+            obj = bpy.data.objects.new(full, None)
+            assert obj.name == full
+            bpy.data.objects.remove(obj)
