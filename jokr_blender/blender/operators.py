@@ -142,6 +142,8 @@ class JOKR_OT_train(bpy.types.Operator):
             if job_state.has_checkpoint(job_dir):
                 raise UserError(f"{job_dir} already holds a trained job: set another Job Name for a new one")
             overrides = {key: getattr(settings, key) for key in SETTING_OVERRIDES if getattr(settings, key)}
+            if settings.perceptual != 'PRESET':
+                overrides["perceptual"] = settings.perceptual
             argv = protocol.train_command(python, job_dir, clip_a.args, clip_b.args, settings.preset,
                                           session.device(context), overrides)
             manager.forget(job_dir)  # a new job in a folder used before: forget what it showed then

@@ -102,6 +102,7 @@ class JOKR_PT_training(_JokrPanel, bpy.types.Panel):
         column.prop(settings, "num_keypoints")
         column.prop(settings, "step1_iterations")
         column.prop(settings, "step2_iterations")
+        column.prop(settings, "perceptual")
 
         row = layout.row(align=True)
         row.operator("jokr.train", icon='PLAY')

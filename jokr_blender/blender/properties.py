@@ -68,6 +68,11 @@ class JOKR_PG_job(bpy.types.PropertyGroup):
                                   description="Iterations of step 1 (0: the preset's)")
     step2_iterations: IntProperty(name="Step 2 Iterations", min=0, default=0,
                                   description="Iterations of step 2 (0: the preset's)")
+    perceptual: EnumProperty(
+        name="Perceptual Loss", default='PRESET', description="The texture step's perceptual loss",
+        items=[('PRESET', "Preset's", "The preset's loss: LPIPS-VGG for Paper and Fast, SSIM for Demo and Tiny"),
+               ('lpips', "LPIPS-VGG", "The paper's loss; needs the weights fetched once by `jokr-engine setup`"),
+               ('ssim', "SSIM", "Needs no weights (kornia's SSIM); the choice when LPIPS weights are missing")])
     job_name: StringProperty(name="Job Name",
                              description="Name of the job folder (empty: made from the strip names)")
     job_dir: StringProperty(name="Job Folder", subtype='DIR_PATH', description="Folder of this scene's job",

@@ -42,9 +42,17 @@ def test_train_runs_in_the_background_and_the_timer_applies_it(tiny_clips, tmp_p
                           "mask": str(tiny_clips["cat"] / "masks")}
     assert clips["B"]["count"] == 10
     with open(os.path.join(settings.job_dir, "job.json")) as stream:
-        assert "num_keypoints=8" in json.load(stream)["argv"]
+        argv = json.load(stream)["argv"]
+    assert "num_keypoints=8" in argv and not any(a.startswith("perceptual=") for a in argv)  # the preset's loss
     with pytest.raises(RuntimeError, match="already holds a trained job"):
         bpy.ops.jokr.train()
+
+    # The perceptual loss the error hints name can be chosen in the panel.
+    settings.job_name, settings.perceptual = "with_ssim", 'ssim'
+    assert bpy.ops.jokr.train() == {'FINISHED'}
+    pump()
+    with open(os.path.join(settings.job_dir, "job.json")) as stream:
+        assert "perceptual=ssim" in json.load(stream)["argv"]
 
 
 @pytest.mark.usefixtures("addon")
