@@ -36,10 +36,22 @@ def _job_busy(settings) -> bool:
     return bool(settings.job_dir) and manager.is_running(bpy.path.abspath(settings.job_dir))
 
 
-def _has_idle_job(context) -> bool:
+def _poll(cls, checks) -> bool:
+    """The first failed check's reason becomes the greyed-out button's tooltip; checks are (ok, why)."""
+    for ok, why in checks:
+        if not ok:
+            cls.poll_message_set(why)
+            return False
+    return True
+
+
+def _has_idle_job(cls, context) -> bool:
     """The sequencer scene has a job and no engine runs for it (Import and Render poll)."""
     scene = compat.sequencer_scene(context)
-    return scene is not None and bool(scene.jokr.job_dir) and not _job_busy(scene.jokr)
+    return _poll(cls, [(scene is not None, "Open a scene with a Video Sequencer"),
+                       (scene is not None and bool(scene.jokr.job_dir), "No job yet: press Train first"),
+                       (scene is not None and not _job_busy(scene.jokr),
+                        "The engine is working on this job: wait for it, or Cancel")])
 
 
 def _standard_view(scene) -> bool:
@@ -126,7 +138,10 @@ class JOKR_OT_train(bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         scene = compat.sequencer_scene(context)
-        return scene is not None and scene.sequence_editor is not None and not _job_busy(scene.jokr)
+        return _poll(cls, [(scene is not None and scene.sequence_editor is not None,
+                            "Open a scene with a Video Sequencer holding the two strips"),
+                           (scene is not None and not _job_busy(scene.jokr),
+                            "A job is running in this scene: wait for it, or Cancel")])
 
     def execute(self, context):
         scene, settings = _settings(context)
@@ -174,7 +189,7 @@ class JOKR_OT_cancel(bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         scene = compat.sequencer_scene(context)
-        return scene is not None and _job_busy(scene.jokr)
+        return _poll(cls, [(scene is not None and _job_busy(scene.jokr), "No training is running")])
 
     def execute(self, context):
         scene, settings = _settings(context)
@@ -195,7 +210,9 @@ class JOKR_OT_resume(bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         scene = compat.sequencer_scene(context)
-        return scene is not None and scene.jokr.can_resume and not _job_busy(scene.jokr)
+        return _poll(cls, [(scene is not None and not _job_busy(scene.jokr), "The job is running"),
+                           (scene is not None and scene.jokr.can_resume,
+                            "Nothing to resume: only a cancelled or failed job with a checkpoint can continue")])
 
     def execute(self, context):
         scene, settings = _settings(context)
@@ -222,7 +239,7 @@ class JOKR_OT_open_log(bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         scene = compat.sequencer_scene(context)
-        return scene is not None and bool(scene.jokr.job_dir)
+        return _poll(cls, [(scene is not None and bool(scene.jokr.job_dir), "No job yet: press Train first")])
 
     def execute(self, context):
         _scene, settings = _settings(context)
@@ -254,7 +271,12 @@ class JOKR_OT_import_keypoints(bpy.types.Operator):
 
     @classmethod
     def poll(cls, context):
-        return _has_idle_job(context)
+        return _has_idle_job(cls, context)
+
+    def invoke(self, context, event):
+        if self.reset:  # it discards the artist's keyframes: ask first
+            return context.window_manager.invoke_confirm(self, event)
+        return self.execute(context)
 
     def execute(self, context):
         scene, settings = _settings(context)
@@ -303,7 +325,7 @@ class _RenderBase:
 
     @classmethod
     def poll(cls, context):
-        return _has_idle_job(context)
+        return _has_idle_job(cls, context)
 
     def frames(self, scene, job_name: str, keypoints_data) -> tuple[int, int] | None:
         return None

@@ -129,3 +129,23 @@ def test_preview_is_reloaded_when_the_engine_rewrites_it(tmp_path):
     os.utime(path, (1, 1))
     panels.preview_icon(path)
     assert panels._preview_stamps[path] == 1
+
+
+@pytest.mark.usefixtures("addon")
+def test_greyed_out_buttons_say_why(tiny_clips):
+    """Blender shows an operator's poll message as the disabled button's tooltip, and in the error of a
+    script that calls it: every JOKR button that can be greyed out has one."""
+    set_up_scene(bpy, tiny_clips)
+    expected = {
+        "cancel": "No training is running",
+        "resume": "Nothing to resume",
+        "open_log": "No job yet",
+        "import_keypoints": "No job yet",
+        "render_strip": "No job yet",
+        "render_frame": "No job yet",
+    }
+    for name, why in expected.items():
+        operator = getattr(bpy.ops.jokr, name)
+        assert not operator.poll()
+        with pytest.raises(RuntimeError, match=why):
+            operator()
