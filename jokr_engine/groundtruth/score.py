@@ -239,8 +239,10 @@ def _placed_alphas(masks: np.ndarray, box: np.ndarray, size: tuple[int, int], pa
     stack = np.ascontiguousarray(masks[:, 0].transpose(1, 2, 0)).astype(np.float32)
     origin = np.asarray(box[:2], dtype=np.float64) - pad * np.asarray(box[2:], dtype=np.float64)
     scale = stack.shape[0] / ((1 + 2 * pad) * np.asarray(box[2:], dtype=np.float64))
-    placed = _resample(stack, scale, -origin * scale, (int(size[0]), int(size[1])))
-    return placed.reshape(size[1], size[0], -1) >= 127.5
+    # OpenCV resamples at most 4 channels at a time when it shrinks (a model larger than the paste box).
+    placed = np.concatenate([_resample(stack[:, :, i:i + 4], scale, -origin * scale, (int(size[0]), int(size[1])))
+                             .reshape(size[1], size[0], -1) for i in range(0, stack.shape[2], 4)], axis=2)
+    return placed >= 127.5
 
 
 class _PhaseCanvas:

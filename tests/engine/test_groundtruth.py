@@ -211,3 +211,19 @@ def test_rows_must_be_full_frame_rgba(affine):
     pair, geometry = affine
     with pytest.raises(ValueError, match="row 'output'"):
         gt_score.score_direction(pair, geometry, "AB", {"output": np.zeros((3, 64, 64, 4), np.uint8)}, PHASES)
+
+
+def test_placed_alphas_of_many_masks_shrunk_into_a_small_box_match_paste_back():
+    """A 128² model larger than its paste box: OpenCV shrinks at most 4 channels at a time (the 128² scaling
+    run failed here); every mask must land where paste_back puts a picture's alpha."""
+    from jokr_engine.framing import paste_back
+    from jokr_engine.groundtruth.score import _placed_alphas
+
+    rng = np.random.default_rng(0)
+    masks = (rng.random((10, 1, 128, 128)) > 0.5).astype(np.uint8) * 255
+    box, size = np.array([30.0, 20.0, 60.0, 50.0]), (160, 120)
+    placed = _placed_alphas(masks, box, size, 0.2)
+    assert placed.shape == (120, 160, 10)
+    for m in range(10):
+        rgba = np.repeat(masks[m, 0][:, :, None], 4, axis=2)
+        assert (placed[:, :, m] == (paste_back(rgba, box, size, 0.2)[:, :, 3] > 127)).mean() > 0.999
