@@ -32,8 +32,19 @@ _FAR_SHADE = 0.68  # the far legs are in the body's shadow
 _CIRCLE_POINTS = 28
 
 
+class Record:
+    """A dataclass written to and read from pair.json (JSON turns tuples into lists)."""
+
+    def to_dict(self) -> dict:
+        return dataclasses.asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: dict):
+        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
+
+
 @dataclass(frozen=True)
-class Look:
+class Look(Record):
     """Proportions (body units), colours (RGB 0..255) and texture of one animal."""
 
     name: str = "animal"
@@ -60,16 +71,10 @@ class Look:
     pattern_scale: float = 0.07  # spot radius / stripe period, body units
     pattern_seed: int = 0
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Look":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 @dataclass(frozen=True)
-class Gait:
+class Gait(Record):
     """Joint angles as periodic functions of the gait phase φ (cycles). Angles in degrees.
 
     Leg i swings with ψ = 2π(φ + offsets[i]): the upper segment's angle from the vertical (+ = forward) is
@@ -92,12 +97,6 @@ class Gait:
     tail_angle: float = 150.0  # 180 = straight back, less = drooping, more = raised
     tail_swing: float = 14.0
 
-    def to_dict(self) -> dict:
-        return dataclasses.asdict(self)
-
-    @classmethod
-    def from_dict(cls, data: dict) -> "Gait":
-        return cls(**{k: tuple(v) if isinstance(v, list) else v for k, v in data.items()})
 
 
 @dataclass(frozen=True)

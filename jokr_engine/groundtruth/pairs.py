@@ -30,7 +30,7 @@ import numpy as np
 
 from ..errors import JokrError
 from ..framing import box_aspect, crop_boxes, look_boxes
-from .animal import Gait, Look, composite, draw, placement, plate
+from .animal import Gait, Look, Record, composite, draw, placement, plate
 
 FORMAT = "jokr.groundtruth"
 VERSION = 1
@@ -39,7 +39,7 @@ DIRECTIONS = {"AB": ("A", "B"), "BA": ("B", "A")}  # direction → (driver, look
 
 
 @dataclass(frozen=True)
-class Motion:
+class Motion(Record):
     """Where and how fast a clip's animal moves: phase φ(n) = phase0 + speed·n (cycles), placement at
     frame n = `start` + n·`velocity` (frame pixels of the body origin), `scale` px per body unit, `tilt`°."""
 
@@ -71,13 +71,12 @@ class ClipDef:
     bushes: int = 0
 
     def to_dict(self) -> dict:
-        return {"look": self.look.to_dict(), "gait": self.gait.to_dict(), "motion": dataclasses.asdict(self.motion),
+        return {"look": self.look.to_dict(), "gait": self.gait.to_dict(), "motion": self.motion.to_dict(),
                 "plate": {"seed": self.plate_seed, "horizon": self.horizon, "bushes": self.bushes}}
 
     @classmethod
     def from_dict(cls, data: dict) -> "ClipDef":
-        motion = {k: tuple(v) if isinstance(v, list) else v for k, v in data["motion"].items()}
-        return cls(Look.from_dict(data["look"]), Gait.from_dict(data["gait"]), Motion(**motion),
+        return cls(Look.from_dict(data["look"]), Gait.from_dict(data["gait"]), Motion.from_dict(data["motion"]),
                    data["plate"]["seed"], data["plate"]["horizon"], data["plate"]["bushes"])
 
 
