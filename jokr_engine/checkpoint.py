@@ -17,24 +17,11 @@ from pathlib import Path
 import torch
 from safetensors.torch import load_file, save_file
 
+from .atomic import atomic_write_bytes, atomic_write_json  # noqa: F401 - atomic_write_bytes re-exported
 from .errors import JokrError
 
 CHECKPOINT_FORMAT = "jokr.checkpoint"
 CHECKPOINT_VERSION = 1
-
-
-def atomic_write_bytes(path: Path, data: bytes) -> None:
-    path = Path(path)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    with open(tmp, "wb") as handle:
-        handle.write(data)
-        handle.flush()
-        os.fsync(handle.fileno())
-    os.replace(tmp, path)
-
-
-def atomic_write_json(path: Path, payload: dict) -> None:
-    atomic_write_bytes(path, (json.dumps(payload, indent=1) + "\n").encode())
 
 
 def sha256_file(path: Path) -> str:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .checkpoint import atomic_write_json
+from .atomic import atomic_write_json
 from .errors import JokrError
 
 FORMAT, VERSION = "jokr.keypoints", 1
@@ -32,8 +32,15 @@ def write_keypoint_file(path: Path, clips: dict[str, dict], affine: list[list[fl
     atomic_write_json(Path(path), payload)
 
 
-def read_keypoint_file(path: Path, clip: str, num_keypoints: int, frame_count: int) -> dict:
-    """Load and check one clip of a keypoint file; returns its dict with numpy `keypoints`/`crop_boxes`."""
+REEXPORT_HINT = "re-export it with `jokr-engine keypoints` and edit again"
+
+
+def _fail(path: Path, message: str, hint: str = REEXPORT_HINT):
+    raise JokrError(f"keypoint file {path}: {message}", hint, code="bad_keypoints")
+
+
+def load_keypoint_record(path: Path) -> dict:
+    """The whole file as JSON, once it is known to be a jokr.keypoints version 1 file."""
     path = Path(path)
     where = f"keypoint file {path}"
     try:
@@ -44,38 +51,58 @@ def read_keypoint_file(path: Path, clip: str, num_keypoints: int, frame_count: i
     except (json.JSONDecodeError, UnicodeDecodeError) as error:
         raise JokrError(f"{where} is not valid JSON ({error})", "fix or re-export the file",
                         code="bad_keypoints") from None
-
-    def fail(message: str, hint: str = "re-export it with `jokr-engine keypoints` and edit again"):
-        raise JokrError(f"{where}: {message}", hint, code="bad_keypoints")
-
     if not isinstance(data, dict) or data.get("format") != FORMAT or data.get("version") != VERSION:
-        fail(f"not a {FORMAT} version {VERSION} file")
-    if data.get("num_keypoints") != num_keypoints:
-        fail(f"num_keypoints is {data.get('num_keypoints')!r} but the model was trained with {num_keypoints}",
-             "use a keypoint file exported from this job")
-    entry = data.get("clips", {}).get(clip)
+        _fail(path, f"not a {FORMAT} version {VERSION} file")
+    if not isinstance(data.get("num_keypoints"), int) or not isinstance(data.get("clips"), dict):
+        _fail(path, "num_keypoints must be an integer and clips an object")
+    return data
+
+
+def clip_keypoints(data: dict, path: Path, clip: str) -> np.ndarray:
+    """Clip `clip`'s keypoints (frames × K × 2) from a loaded file, checked: shape, frame_count, every
+    value finite and in VALID_RANGE (the first bad one is named)."""
+    num_keypoints, entry = data["num_keypoints"], data["clips"].get(clip)
     if not isinstance(entry, dict):
-        fail(f"has no clip {clip!r}")
+        _fail(path, f"has no clip {clip!r}")
     try:
         keypoints = np.asarray(entry["keypoints"], dtype=np.float64)
-        boxes = np.asarray(entry["crop_boxes"], dtype=np.float64)
-        width, height = (int(v) for v in entry["frame_size"])
-        pad, model_size = float(entry["pad"]), int(entry["model_size"])
     except (KeyError, TypeError, ValueError) as error:
-        fail(f"clip {clip}: missing or malformed field ({error})")
+        _fail(path, f"clip {clip}: missing or malformed field ({error})")
     if keypoints.ndim != 3 or keypoints.shape[1:] != (num_keypoints, 2):
-        fail(f"clip {clip}: keypoints must be frames × {num_keypoints} × [x, y], got shape {keypoints.shape}")
-    if len(keypoints) != frame_count or entry.get("frame_count") != frame_count:
-        fail(f"clip {clip}: {len(keypoints)} frames of keypoints but the clip has {frame_count}",
-             "export keypoints for the whole trained frame range")
-    if boxes.shape != (frame_count, 4) or not np.isfinite(boxes).all() or (boxes[:, 2:] <= 0).any():
-        fail(f"clip {clip}: crop_boxes must be {frame_count} boxes [x0, y0, w, h] with w, h > 0")
+        _fail(path, f"clip {clip}: keypoints must be frames × {num_keypoints} × [x, y], got shape {keypoints.shape}")
+    if entry.get("frame_count") != len(keypoints):
+        _fail(path, f"clip {clip}: frame_count is {entry.get('frame_count')!r} but there are {len(keypoints)} "
+                    "frames of keypoints")
     bad = ~np.isfinite(keypoints) | (keypoints < VALID_RANGE[0]) | (keypoints > VALID_RANGE[1])
     if bad.any():
         frame, point, axis = (int(v) for v in np.argwhere(bad)[0])
         value = keypoints[frame, point, axis]
-        fail(f"clip {clip} frame {frame} keypoint {point} {'xy'[axis]} = {value if math.isfinite(value) else value!s} "
-             f"is {'not finite' if not math.isfinite(value) else 'out of range'} "
-             f"(allowed {VALID_RANGE[0]}…{VALID_RANGE[1]})", "move that keypoint back near the frame")
+        _fail(path, f"clip {clip} frame {frame} keypoint {point} {'xy'[axis]} = "
+                    f"{value if math.isfinite(value) else value!s} "
+                    f"is {'not finite' if not math.isfinite(value) else 'out of range'} "
+                    f"(allowed {VALID_RANGE[0]}…{VALID_RANGE[1]})", "move that keypoint back near the frame")
+    return keypoints
+
+
+def read_keypoint_file(path: Path, clip: str, num_keypoints: int, frame_count: int) -> dict:
+    """Load and check one clip of a keypoint file; returns its dict with numpy `keypoints`/`crop_boxes`."""
+    path = Path(path)
+    data = load_keypoint_record(path)
+    if data["num_keypoints"] != num_keypoints:
+        _fail(path, f"num_keypoints is {data['num_keypoints']!r} but the model was trained with {num_keypoints}",
+              "use a keypoint file exported from this job")
+    keypoints = clip_keypoints(data, path, clip)
+    entry = data["clips"][clip]
+    if len(keypoints) != frame_count:
+        _fail(path, f"clip {clip}: {len(keypoints)} frames of keypoints but the clip has {frame_count}",
+              "export keypoints for the whole trained frame range")
+    try:
+        boxes = np.asarray(entry["crop_boxes"], dtype=np.float64)
+        width, height = (int(v) for v in entry["frame_size"])
+        pad, model_size = float(entry["pad"]), int(entry["model_size"])
+    except (KeyError, TypeError, ValueError) as error:
+        _fail(path, f"clip {clip}: missing or malformed field ({error})")
+    if boxes.shape != (frame_count, 4) or not np.isfinite(boxes).all() or (boxes[:, 2:] <= 0).any():
+        _fail(path, f"clip {clip}: crop_boxes must be {frame_count} boxes [x0, y0, w, h] with w, h > 0")
     return {**entry, "keypoints": keypoints, "crop_boxes": boxes, "frame_size": (width, height), "pad": pad,
             "model_size": model_size, "affine": data.get("affine")}
