@@ -61,7 +61,10 @@ class Config:
     preview_every: int = 500
     progress_every: int = 10
     precision: str = "auto"  # auto (bf16 autocast on CUDA) | bf16 | fp32
-    channels_last: bool = True
+    # How the networks run (acceleration.py; what was measured: docs/BENCHMARKS.md). auto = on CUDA only.
+    channels_last: str = "auto"  # auto | on | off: channels-last memory layout of the networks
+    compile: str = "auto"  # auto | on | off: torch.compile of E, G, R_A, R_B and LPIPS for training
+    cudnn_benchmark: bool = True  # on CUDA: cuDNN times its convolution algorithms once per shape
     seed: int = 0
 
     def to_dict(self) -> dict:
@@ -78,6 +81,8 @@ class Config:
                 code="incompatible_job",
             )
         values = {k: tuple(v) if isinstance(v, list) else v for k, v in data.items()}
+        if isinstance(values.get("channels_last"), bool):  # jobs written when it meant "on CUDA" or "never"
+            values["channels_last"] = "auto" if values["channels_last"] else "off"
         return cls(**values)
 
     def override(self, assignments: list[str]) -> "Config":
@@ -119,6 +124,8 @@ class Config:
             (self.perceptual in ("lpips", "ssim", "none"), "perceptual must be lpips, ssim or none"),
             (self.lr_schedule in ("constant", "cosine"), "lr_schedule must be constant or cosine"),
             (self.precision in ("auto", "bf16", "fp32"), "precision must be auto, bf16 or fp32"),
+            (self.channels_last in ("auto", "on", "off"), "channels_last must be auto, on or off"),
+            (self.compile in ("auto", "on", "off"), "compile must be auto, on or off"),
             (self.step1_batch >= 2 and self.step2_batch >= 1, "batch sizes too small (step 1 needs ≥ 2)"),
             (self.step1_iterations >= 0 and self.step2_iterations >= 0, "iterations must be ≥ 0"),
             (self.checkpoint_minutes >= 0 and self.checkpoint_every >= 0,

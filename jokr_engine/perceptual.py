@@ -11,17 +11,20 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
+from torch import nn
 
 from .errors import JokrError
 from .lpips_net import build_lpips
 
-__all__ = ["PerceptualLoss", "build_lpips", "build_perceptual_loss", "lpips_loss"]
+__all__ = ["LpipsLoss", "PerceptualLoss", "build_lpips", "build_perceptual_loss"]
 
 PerceptualLoss = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
 
 
-def build_perceptual_loss(kind: str, device: torch.device) -> PerceptualLoss | None:
-    """A loss on images in [-1, 1] (B, 3, H, W), or None for `none`."""
+def build_perceptual_loss(kind: str, device: torch.device,
+                          prepare: Callable[[nn.Module], nn.Module] | None = None) -> PerceptualLoss | None:
+    """A loss on images in [-1, 1] (B, 3, H, W), or None for `none`. `prepare` is applied to the LPIPS
+    network (the trainer's layout and compilation)."""
     if kind == "none":
         return None
     if kind == "ssim":
@@ -32,18 +35,17 @@ def build_perceptual_loss(kind: str, device: torch.device) -> PerceptualLoss | N
 
         return ssim
     if kind == "lpips":
-        return _lpips_vgg(device)
+        network = build_lpips("vgg", device)
+        return LpipsLoss(prepare(network) if prepare is not None else network)
     raise JokrError(f"unknown perceptual loss {kind!r}", "use --set perceptual=lpips, ssim or none")
 
 
-def _lpips_vgg(device: torch.device) -> PerceptualLoss:
-    return lpips_loss(build_lpips("vgg", device))
+class LpipsLoss:
+    """The batch mean of an LPIPS network's distances, as step 2's loss; `network` is the LPIPS module."""
 
+    def __init__(self, network: nn.Module):
+        self.network = network
 
-def lpips_loss(model: torch.nn.Module) -> PerceptualLoss:
-    """The batch mean of an LPIPS network's distances, as step 2's loss."""
+    def __call__(self, image: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        return self.network(image.float(), target.float()).mean()
 
-    def lpips(image, target):
-        return model(image.float(), target.float()).mean()
-
-    return lpips

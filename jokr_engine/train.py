@@ -16,6 +16,7 @@ import numpy as np
 import torch
 
 from . import __version__
+from .acceleration import Acceleration
 from .augment import PairAugment, random_theta, warp_by_theta
 from .checkpoint import CheckpointWriter, flatten_optimizer, load_checkpoint, restore_optimizer
 from .config import Config
@@ -67,9 +68,9 @@ class Trainer:
                  emitter: Emitter):
         self.job, self.config, self.clips, self.device, self.emitter = job, config, clips, device, emitter
         torch.manual_seed(config.seed)
-        self.models = JokrModels(config).to(device)
-        if config.channels_last and device.type == "cuda":
-            self.models = self.models.to(memory_format=torch.channels_last)
+        self.acceleration = Acceleration.for_device(config, device)
+        self.acceleration.configure_backends(device)
+        self.models = self.acceleration.prepare_models(JokrModels(config).to(device))
         m = self.models
         # Fused Adam updates all parameters in a few kernels; the per-parameter loop dispatched ~800
         # operators per step for E + G + T alone (docs/BENCHMARKS.md, "What limits the speed").
@@ -89,8 +90,8 @@ class Trainer:
         self.clock = time.monotonic  # for the time-based checkpoints; tests put a fake clock here
         self.last_checkpoint = 0.0
         # Built now, not when step 2 begins: missing LPIPS weights must stop the run before hours of step 1.
-        self.perceptual = (build_perceptual_loss(config.perceptual, device) if config.step2_iterations > 0
-                           else None)
+        self.perceptual = (build_perceptual_loss(config.perceptual, device, self.acceleration.prepare)
+                           if config.step2_iterations > 0 else None)
 
     # --- one iteration of each step -------------------------------------------------------------
     def step1_iteration(self) -> dict[str, torch.Tensor]:
@@ -297,6 +298,9 @@ class Trainer:
         return values
 
     def stop_requested(self) -> bool:
+        if self.emitter.lock_lost():  # stop at once, writing nothing: the job belongs to another engine now
+            raise JokrError("another engine took over this job while this one was stalled; this one stopped",
+                            "nothing to do: the other engine goes on from the last checkpoint", code="job_busy")
         if self.stop_reason is None and self.job.cancel_file.exists():
             self.stop_reason = "CANCEL file"
         return self.stop_reason is not None
@@ -309,6 +313,7 @@ class Trainer:
             signal.signal(sig, handler)
 
     @torch.no_grad()
+    @torch.compiler.set_stance("force_eager")  # other batch sizes and modes than training: no compiling
     def preview(self) -> Path:
         from .report import contact_sheet, write_png  # cv2 drawing, only needed here
 
@@ -360,7 +365,7 @@ def train(job: Job, config: Config, clips: dict[str, PreparedClip], device: torc
                  device_name=device_name(device), preset=preset,
                  plan=[{"step": 1, "iterations": config.step1_iterations},
                        {"step": 2, "iterations": config.step2_iterations}],
-                 resumed_from=resumed_from)
+                 resumed_from=resumed_from, acceleration=trainer.acceleration.describe())
     try:
         return trainer.run(until)
     except torch.OutOfMemoryError:

@@ -3,7 +3,8 @@
 # with a CUDA build of torch and only the files sent with it. In order of priority, each step skipped
 # when the time left is less than it needs:
 #   1. the CUDA tests (pytest -m gpu);
-#   2. `bench` of the `paper` and `fast` presets, with torch.profiler tables;
+#   2. `bench` of the `paper` and `fast` presets, with torch.profiler tables; then `bench --compare` of
+#      channels-last and torch.compile, off and on (the layout and compile defaults are decided by it);
 #   3. a complete `fast` training on the bundled cat/fox clips, its `eval`, and the ground-truth benchmark.
 # The results land in one folder (first argument, else $OUT, else gpu_check/), at most 8 files so that
 # all come back from the device machine: summary.md (device, date, commit, perceptual loss, each step,
@@ -36,13 +37,15 @@ engine=("$python" -m jokr_engine)
 
 if [ "$dry" = 1 ]; then
     device=cpu preset_train=tiny bench_presets=(tiny) bench_iterations=2 gt_pairs=similar
+    compare=channels_last  # compiling on a CPU takes minutes: the dry run compares the layouts only
     short=(--set step1_iterations=30 --set step2_iterations=10)
     # The step costs, in seconds, that decide whether a step still fits (see BENCHMARKS.md for the GPU ones).
-    need_tests=20 need_bench=60 need_train=90 need_eval=30 need_gt=120
+    need_tests=20 need_bench=60 need_compare=30 need_train=90 need_eval=30 need_gt=120
 else
     device=cuda preset_train=fast bench_presets=(paper fast) bench_iterations=20 gt_pairs=proportions
+    compare=channels_last,compile
     short=()
-    need_tests=60 need_bench=90 need_train=240 need_eval=30 need_gt=150
+    need_tests=60 need_bench=90 need_compare=150 need_train=240 need_eval=30 need_gt=150
 fi
 
 summary=$out/summary.md
@@ -98,6 +101,9 @@ for preset in "${bench_presets[@]}"; do
         --iterations "$bench_iterations" "${bench_lpips[@]}" --out "$out/bench_$preset.json" \
         --record "$work/bench.md" --profile "$out/profile_$preset.txt"
 done
+# The same networks as paper, so one preset decides; the table lands in bench.md (in summary.md).
+step bench_compare "$need_compare" "${engine[@]}" bench --preset "$preset_train" --device "$device" \
+    --compare "$compare" --iterations "$bench_iterations" "${bench_lpips[@]}" --record "$work/bench.md"
 
 job=$work/job_cat_fox
 rm -rf "$job"

@@ -6,7 +6,7 @@ import sys
 
 from .engine_cli import REPO
 
-STEPS = ("cuda_tests", "bench_tiny", "train", "eval", "groundtruth")
+STEPS = ("cuda_tests", "bench_tiny", "bench_compare", "train", "eval", "groundtruth")
 
 
 def run_check(tmp_path, seconds: int) -> tuple[subprocess.CompletedProcess, str]:
@@ -26,6 +26,7 @@ def test_dry_run_runs_every_step_and_brings_back_at_most_eight_files(tmp_path):
     assert "device CPU" in summary and "DRY RUN" in summary and "commit " in summary
     assert "SSIM (no LPIPS-VGG weights here)" in summary  # the tests' weights folder is empty
     assert "| ceiling |" in summary and "psnr_A" in summary  # the ground-truth and eval reports are in it
+    assert "channels_last compared" in summary and "Fastest: **channels_last=" in summary
     files = sorted(p.name for p in (tmp_path / "out").iterdir())
     assert len(files) <= 8, files  # the device tool brings back at most 8 files
     assert {"summary.md", "logs.txt", "bench_tiny.json", "profile_tiny.txt", "contact_sheet.png",

@@ -1,5 +1,5 @@
 """The bf16 autocast path of training: on CPU (CPU autocast supports bf16, so CI runs this path, which
-the GPU uses by default) and on CUDA with channels_last (skipped without a GPU)."""
+the GPU uses by default) and on CUDA with channels_last and torch.compile (skipped without a GPU)."""
 
 import numpy as np
 import pytest
@@ -28,7 +28,8 @@ def trains_to_the_end(job, data, *extra):
 
 
 def test_bf16_autocast_trains_both_steps_on_cpu(tmp_path, shared_data):
-    trains_to_the_end(tmp_path / "job", shared_data, "--set", "precision=bf16", "--device", "cpu")
+    events = trains_to_the_end(tmp_path / "job", shared_data, "--set", "precision=bf16", "--device", "cpu")
+    assert events[0]["acceleration"] == "channels_last off, compile off"  # auto: eager NCHW on a CPU
     _, events, _ = run_engine("render", "--job", tmp_path / "job", "--look", "B", "--out", tmp_path / "ab")
     assert events[-1]["status"] == "finished" and len(list((tmp_path / "ab").glob("*.png"))) == 12
 
@@ -61,6 +62,7 @@ def test_keypoint_head_runs_in_fp32_under_bf16_autocast():
 def test_cuda_trains_with_bf16_and_channels_last(tmp_path, shared_data):
     events = trains_to_the_end(tmp_path / "job", shared_data, "--device", "cuda")
     assert events[0]["device"].startswith("cuda")
+    assert events[0]["acceleration"].startswith("channels_last on, compile on")  # auto on CUDA
     _, events, _ = run_engine("render", "--job", tmp_path / "job", "--look", "B", "--out", tmp_path / "ab",
                               "--device", "cuda")
     assert events[-1]["status"] == "finished" and len(list((tmp_path / "ab").glob("*.png"))) == 12
