@@ -6,7 +6,6 @@ redo and reloading files never leave a dangling reference behind."""
 from __future__ import annotations
 
 import os
-import tempfile
 
 import bpy
 
@@ -14,8 +13,8 @@ from ..io.process import JobManager, engine_environment
 from . import preferences
 
 manager = JobManager()
-# Job key → (scene name, job folder as the scene stores it) of every run started here: an undo can take a
-# running job's folder off its scene, and the timer puts it back (timers.sync_all_scenes).
+# Job key → (scene name, absolute job folder) of every run started here: an undo can take a running job's
+# folder off its scene, and the timer puts it back (timers.sync_all_scenes).
 run_owners: dict[str, tuple[str, str]] = {}
 
 DEFAULT_JOB_ROOT = "//jokr/"
@@ -47,15 +46,13 @@ def device(context) -> str:
     return prefs.device if prefs else "auto"
 
 
-def user_jobs_folder() -> str:
-    """Where jobs of unsaved .blend files go: the extension's user folder, or (when the add-on is not
-    installed as an extension) Blender's user data folder, or else the temporary folder."""
-    try:
-        return bpy.utils.extension_path_user(preferences.ADDON_PACKAGE, path="jobs", create=True)
-    except ValueError:  # not an extension
-        pass
-    folder = bpy.utils.user_resource('DATAFILES', path=os.path.join("jokr", "jobs"), create=True)
-    return folder or os.path.join(tempfile.gettempdir(), "jokr-jobs")
+def user_jobs_folder(context) -> str:
+    """Where jobs of unsaved .blend files go: the Unsaved Files' Jobs preference, by default `jokr/jobs` in
+    the platform's user data folder. Not the extension's own user folder, which uninstalling the
+    extension deletes, nor Blender's versioned config folder, which a new Blender version leaves behind."""
+    prefs = preferences.get(context)
+    folder = bpy.path.abspath(prefs.unsaved_job_root) if prefs and prefs.unsaved_job_root else ""
+    return os.path.normpath(folder or preferences.default_unsaved_job_root())
 
 
 def job_root(context) -> tuple[str, str | None]:
@@ -63,23 +60,24 @@ def job_root(context) -> tuple[str, str | None]:
     prefs = preferences.get(context)
     root = (prefs.job_root if prefs else "") or DEFAULT_JOB_ROOT
     if root.startswith("//") and not bpy.data.filepath:
-        folder = user_jobs_folder()
+        folder = user_jobs_folder(context)
         return folder, f"The .blend file is not saved yet: the job goes to {folder}"
     return os.path.normpath(bpy.path.abspath(root)), None
 
 
-def stored_path(folder: str) -> str:
-    """A folder as the .blend keeps it: relative ('//…') when it lies inside the .blend's folder, so the
-    project can move as a whole; absolute otherwise."""
-    if bpy.data.filepath:
-        base = os.path.dirname(bpy.data.filepath)
+def stored_path(folder: str, blend_path: str | None = None) -> str:
+    """A folder as the .blend at `blend_path` (default: the open one) keeps it: relative ('//…') when it
+    lies inside the .blend's folder, so the project can move as a whole; absolute otherwise."""
+    blend_path = bpy.data.filepath if blend_path is None else blend_path
+    if blend_path:
+        base = os.path.dirname(os.path.abspath(blend_path))
         try:
             inside = os.path.commonpath([base, os.path.abspath(folder)]) == base
         except ValueError:  # another drive
             inside = False
         if inside:
-            return bpy.path.relpath(folder)
-    return folder
+            return bpy.path.relpath(folder, start=base)
+    return os.path.abspath(folder)
 
 
 def job_name(settings) -> str:

@@ -15,6 +15,9 @@ import tempfile
 
 os.environ["BLENDER_USER_RESOURCES"] = tempfile.mkdtemp(prefix="jokr-blender-user-")  # before `import bpy`
 atexit.register(shutil.rmtree, os.environ["BLENDER_USER_RESOURCES"], ignore_errors=True)
+# The platform's user data folder (unsaved files' jobs), on Linux: never the developer's own.
+os.environ["XDG_DATA_HOME"] = tempfile.mkdtemp(prefix="jokr-user-data-")
+atexit.register(shutil.rmtree, os.environ["XDG_DATA_HOME"], ignore_errors=True)
 
 import pytest  # noqa: E402
 

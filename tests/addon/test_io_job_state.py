@@ -110,16 +110,62 @@ def test_recovery_of_an_interrupted_run(jio, tmp_path):
     assert jio.job_state.recover(str(tmp_path / "nothing")).state == "idle"
 
 
-def test_persisted_outcome_is_recovered_once(jio, tmp_path):
+def test_appended_outcome_is_recovered(jio, tmp_path):
     job_state = jio.job_state
     write_events(tmp_path, [{"event": "started", "command": "train", "plan": PLAN}])
-    crash = jio.protocol.make_event("error", 2.0, message="engine died", hint="see log", code="internal")
-    job_state.persist_outcome(str(tmp_path), crash, "train")
-    job_state.persist_outcome(str(tmp_path), crash, "train")  # the same event is written once
-    render_error = jio.protocol.make_event("error", 3.0, message="no frames", code="bad_input")
-    job_state.persist_outcome(str(tmp_path), render_error, "render")
-    lines = (tmp_path / "events.jsonl").read_text().splitlines()
-    assert len(lines) == 3 and json.loads(lines[2])["command"] == "render"
+    crash = jio.protocol.make_event("error", 2.0, message="engine died", hint="see log", code="internal",
+                                    command="train")
+    assert job_state.append_event(str(tmp_path), crash)
+    render_error = jio.protocol.make_event("error", 3.0, message="no frames", code="bad_input", command="render")
+    assert job_state.append_event(str(tmp_path), render_error)
+    assert not job_state.append_event(str(tmp_path / "gone"), crash)
     state = job_state.recover(str(tmp_path))
     assert state.state == "failed" and state.error.message == "engine died"
     assert (state.task.command, state.task.status) == ("render", "failed")
+
+
+def test_event_tail_reads_complete_lines_once(jio, tmp_path):
+    tail = jio.job_state.EventTail(str(tmp_path))
+    assert tail.read() == ([], [])  # no file yet
+    line = json.dumps({"schema": "jokr.events/1", "event": "progress", "time": 1.0, "step": 1, "iteration": 3,
+                       "of": 9})
+    with open(tmp_path / "events.jsonl", "w") as stream:
+        stream.write(line + "\nnot an event\n" + line[:20])  # the engine is still writing the last line
+    events, malformed = tail.read()
+    assert [e.get("iteration") for e in events] == [3] and malformed == ["not an event"]
+    with open(tmp_path / "events.jsonl", "a") as stream:
+        stream.write(line[20:] + "\n")
+    events, malformed = tail.read()
+    assert [e.get("iteration") for e in events] == [3] and malformed == []  # the finished line, once
+    assert tail.read() == ([], [])
+    assert jio.job_state.EventTail.at_end(str(tmp_path)).read() == ([], [])  # skips what is there
+
+
+def test_interleaved_commands_stay_apart(jio):
+    """A render run from the command line while a training goes on: both log into one events.jsonl."""
+    state = jio.job_state.JobState()
+    state.apply(event(jio, "started", command="train", plan=PLAN))
+    state.apply(event(jio, "started", command="render", plan=[]))
+    state.apply(event(jio, "progress", command="train", step=1, iteration=7, of=100))
+    state.apply(event(jio, "progress", command="render", step=1, iteration=2, of=4))
+    assert state.progress.iteration == 7 and state.task.progress.iteration == 2
+    state.apply(event(jio, "error", command="render", message="bad keypoints"))
+    assert state.state == "training" and state.task.status == "failed"
+
+
+def test_task_messages_are_replaced_and_undo_drops_notes(jio):
+    state = jio.job_state.JobState()
+    state.mark_starting("render")
+    state.apply(event(jio, "done", command="render", status="finished", outputs={"frames": 4}))
+    state.note_task("result strip 'JOKR.job.AB' updated")
+    state.record_task("render", error=jio.job_state.ErrorInfo("Keypoint 3 is far outside the frame"))
+    assert state.task.status == "failed" and state.task.note == ""  # the old note is gone
+    state.record_task("keypoints", note="8 keypoint empties keyed")
+    before = state.version
+    state.forget_notes()
+    assert state.task is None and state.version > before  # nothing left but the note: nothing to say
+    state.mark_starting("keypoints")
+    state.apply(event(jio, "done", command="keypoints", status="finished", outputs={"keypoints": "/k.json"}))
+    state.note_task("8 keypoint empties keyed")
+    state.forget_notes()
+    assert state.task.note == "" and state.task.outputs == {"keypoints": "/k.json"}

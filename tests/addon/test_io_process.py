@@ -1,6 +1,8 @@
 """The job manager, driving tests/addon/fake_engine.py as its child process, without bpy."""
 
+import json
 import os
+import signal
 import subprocess
 import sys
 import time
@@ -21,11 +23,18 @@ def env(mode="finish", **extra):
     return io_package().process.engine_environment(base={**os.environ, "JOKR_FAKE_MODE": mode, **extra})
 
 
+def stop_everything(manager):
+    """Test cleanup: every run still open is cancelled and, if it does not stop, killed."""
+    for job_dir, _state in manager.known_jobs():
+        manager.cancel(job_dir, grace_s=1.0)
+    manager.pump(timeout=10)
+
+
 @pytest.fixture
 def manager(jio):
     manager = jio.process.JobManager()
     yield manager
-    manager.stop_all(grace_s=1.0)
+    stop_everything(manager)
 
 
 def test_runs_to_the_end_in_the_background(jio, manager, tmp_path):
@@ -53,10 +62,10 @@ def test_poll_applies_events_on_the_callers_thread_in_order(jio, manager, tmp_pa
 
 
 def test_lines_that_are_not_events_go_to_the_log(jio, manager, tmp_path):
-    manager.start(str(tmp_path), argv(tmp_path), "train", env("noise"))
+    manager.start(str(tmp_path), argv(tmp_path), "train", env("noise"))  # noise on stdout and in events.jsonl
     assert manager.pump(timeout=30)
     assert manager.state(str(tmp_path)).state == "finished"
-    assert "some library printing to stdout" in (tmp_path / "engine.log").read_text()
+    assert "[events.jsonl, not an event] a line that is not an event" in (tmp_path / "engine.log").read_text()
 
 
 def test_crash_fails_with_the_last_log_line_and_is_persisted(jio, manager, tmp_path):
@@ -125,17 +134,109 @@ def test_stubborn_engine_is_terminated_then_its_group_killed(jio, manager, tmp_p
     assert not _alive(grandchild), "the engine's own child survived the group kill"
 
 
-def test_stop_all_stops_everything_and_drops_callbacks(jio, manager, tmp_path):
+def wait_for(condition, manager=None, timeout=30.0):
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "timed out"
+        if manager is not None:
+            manager.poll()
+        time.sleep(0.02)
+
+
+def train_events(job):
+    with open(job / "events.jsonl") as stream:
+        events = [json.loads(line) for line in stream if line.startswith("{")]
+    return [e for e in events if e.get("command") == "train"]
+
+
+def test_engines_outlive_their_manager_and_a_new_one_follows_them(jio, manager, tmp_path):
+    """Blender quits (release_all) or is killed: the engine trains on; a new Blender follows it to the end."""
     called = []
-    manager.start(str(tmp_path / "one"), argv(tmp_path / "one"), "train", env("stubborn"), called.append)
-    manager.start(str(tmp_path / "two"), argv(tmp_path / "two"), "train",
-                  env(JOKR_FAKE_ITERATIONS="1000", JOKR_FAKE_SLEEP="0.05"), called.append)
+    slow = env(JOKR_FAKE_ITERATIONS="30", JOKR_FAKE_SLEEP="0.05")
+    run = manager.start(str(tmp_path), argv(tmp_path), "train", slow, called.append)
     with pytest.raises(jio.process.EngineStartError, match="already running"):
-        manager.start(str(tmp_path / "two"), argv(tmp_path / "two"), "train", env())
-    time.sleep(0.5)
-    manager.stop_all(grace_s=1.0)
-    assert not manager.is_running() and called == []
-    assert manager.state(str(tmp_path / "two")).state == "cancelled"
+        manager.start(str(tmp_path), argv(tmp_path), "train", env())
+    wait_for(lambda: manager.state(str(tmp_path)).progress, manager)
+    manager.release_all(stop=False)
+    assert not manager.is_running() and run.process.poll() is None  # still training
+    later = jio.process.JobManager()
+    state = later.state(str(tmp_path))
+    followed = later.run(str(tmp_path))
+    assert followed is not None and not followed.owned and state.state == "training"
+    assert state.followed_engine.startswith(f"process {run.process.pid} on ")
+    assert state.progress.iteration >= 1  # replayed from events.jsonl
+    assert later.pump(timeout=30)
+    assert state.state == "finished" and state.followed_engine == "" and followed.status == "finished"
+    assert run.process.wait(timeout=10) == 0 and called == []  # callbacks were dropped with the manager
+    assert [e["event"] for e in train_events(tmp_path)].count("started") == 1
+    assert not (tmp_path / "engine.lock").exists()
+
+
+def test_release_all_with_stop_checkpoints_and_stops_the_engines_it_started(jio, manager, tmp_path):
+    run = manager.start(str(tmp_path), argv(tmp_path), "train", env(JOKR_FAKE_ITERATIONS="1000"))
+    wait_for(lambda: manager.state(str(tmp_path)).progress, manager)
+    manager.release_all(stop=True)
+    assert run.process.wait(timeout=10) == 0
+    last = train_events(tmp_path)[-1]
+    assert (last["event"], last["status"]) == ("done", "cancelled")
+    assert jio.job_state.recover(str(tmp_path)).state == "cancelled"
+
+
+def test_a_second_manager_follows_and_never_starts_a_second_engine(jio, manager, tmp_path):
+    manager.start(str(tmp_path), argv(tmp_path), "train", env(JOKR_FAKE_ITERATIONS="400"))
+    wait_for(lambda: (tmp_path / "engine.lock").exists(), manager)
+    other = jio.process.JobManager()
+    try:
+        with pytest.raises(jio.process.EngineStartError, match="Another engine is training this job"):
+            other.start(str(tmp_path), argv(tmp_path, "train", "--resume"), "train", env())
+        followed = other.run(str(tmp_path))
+        assert followed is not None and not followed.owned  # and the panel follows it
+        wait_for(lambda: other.state(str(tmp_path)).progress, other)
+        assert other.cancel(str(tmp_path), grace_s=20)  # Cancel from there (the add-on asks first)
+        assert other.pump(timeout=20) and manager.pump(timeout=20)
+        assert other.state(str(tmp_path)).state == manager.state(str(tmp_path)).state == "cancelled"
+        assert [e["event"] for e in train_events(tmp_path)].count("started") == 1
+    finally:
+        stop_everything(other)
+
+
+def test_two_managers_starting_at_once_end_with_one_engine(jio, manager, tmp_path):
+    """Both spawn an engine before either holds the lock: the engine that loses the lock writes nothing to
+    the job, and its manager follows the one that won."""
+    other = jio.process.JobManager()
+    try:
+        slow = env(JOKR_FAKE_ITERATIONS="20", JOKR_FAKE_SLEEP="0.05")
+        runs = [m.start(str(tmp_path), argv(tmp_path), "train", slow) for m in (manager, other)]
+        assert manager.pump(timeout=30) and other.pump(timeout=30)
+        assert sorted(run.process.returncode for run in runs) == [0, 1]  # the loser refused the busy job
+        assert manager.state(str(tmp_path)).state == other.state(str(tmp_path)).state == "finished"
+        assert [e["event"] for e in train_events(tmp_path)].count("started") == 1
+        assert not [e for e in train_events(tmp_path) if e["event"] == "error"]
+    finally:
+        stop_everything(other)
+
+
+def test_followed_engine_killed_fails_resumably_and_its_stale_lock_is_taken_over(jio, manager, tmp_path):
+    run = manager.start(str(tmp_path), argv(tmp_path), "train", env(JOKR_FAKE_ITERATIONS="1000"))
+    wait_for(lambda: manager.state(str(tmp_path)).progress, manager)
+    manager.cancel(str(tmp_path), grace_s=20)  # a checkpoint to resume from …
+    assert manager.pump(timeout=20)
+    manager.start(str(tmp_path), argv(tmp_path, "train", "--resume"), "train", env(JOKR_FAKE_ITERATIONS="1000"))
+    wait_for(lambda: (tmp_path / "engine.lock").exists(), manager)
+    run = manager.run(str(tmp_path))
+    manager.release_all()
+    follower = jio.process.JobManager()
+    assert follower.state(str(tmp_path)).state in ("starting", "training")
+    assert follower.run(str(tmp_path)) is not None and not follower.run(str(tmp_path)).owned
+    os.kill(run.process.pid, signal.SIGKILL)  # … then the engine is killed: its lock stays, stale
+    run.process.wait(timeout=10)
+    assert follower.pump(timeout=10)
+    state = follower.state(str(tmp_path))
+    assert state.state == "failed" and "process is gone" in state.error.message
+    assert jio.job_state.can_resume(state, str(tmp_path)) and (tmp_path / "engine.lock").exists()
+    follower.start(str(tmp_path), argv(tmp_path, "train", "--resume"), "train", env(JOKR_FAKE_SLEEP="0"))
+    assert follower.pump(timeout=30) and follower.state(str(tmp_path)).state == "finished"
+    assert not (tmp_path / "engine.lock").exists()
 
 
 def test_missing_interpreter(jio, manager, tmp_path):

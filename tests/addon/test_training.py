@@ -8,7 +8,7 @@ import subprocess
 import bpy
 import pytest
 
-from .helpers import ADDON, ENGINE_PYTHON, USER_RESOURCES_ENV, pump, set_up_scene, write_fake_python
+from .helpers import ADDON, ENGINE_PYTHON, pump, set_up_scene, write_fake_python
 
 
 def prefs():
@@ -100,15 +100,51 @@ def test_no_mask_beside_and_wrong_strips(tiny_clips, tmp_path):
 
 
 @pytest.mark.usefixtures("addon")
-def test_unsaved_file_puts_the_job_in_the_user_folder(tiny_clips, capsys):
+def test_unsaved_file_puts_the_job_in_the_user_data_folder_and_saving_keeps_it_there(tiny_clips, tmp_path,
+                                                                                     capsys):
     prefs().job_root = ""  # the default: //jokr/
     scene = set_up_scene(bpy, tiny_clips)
     assert not bpy.data.filepath
     assert bpy.ops.jokr.train() == {'FINISHED'}
-    assert scene.jokr.job_dir.startswith(os.environ[USER_RESOURCES_ENV])
+    job = os.path.join(os.environ["XDG_DATA_HOME"], "jokr", "jobs", "job")  # conftest's user data folder
+    assert scene.jokr.job_dir == job
     assert "not saved yet" in capsys.readouterr().out
     pump()
     assert scene.jokr.state == 'finished'
+    # Saving neither strands the job (it keeps its folder) nor copies it next to the .blend.
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "shot.blend"))
+    bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "shot.blend"))
+    assert bpy.context.scene.jokr.job_dir == job and bpy.context.scene.jokr.state == 'finished'
+    assert not (tmp_path / "jokr").exists()
+
+    bpy.ops.wm.read_homefile(use_empty=True)
+    prefs().unsaved_job_root = str(tmp_path / "my jobs")  # the preference
+    scene = set_up_scene(bpy, tiny_clips)
+    assert bpy.ops.jokr.train(wait=True) == {'FINISHED'}
+    assert scene.jokr.job_dir == str(tmp_path / "my jobs" / "job")
+
+
+@pytest.mark.usefixtures("addon")
+def test_save_as_elsewhere_never_strands_a_job_kept_relative(tiny_clips, tmp_path):
+    prefs().job_root = ""
+    set_up_scene(bpy, tiny_clips)
+    (tmp_path / "project").mkdir()
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "project" / "shot.blend"))
+    assert bpy.ops.jokr.train(wait=True) == {'FINISHED'}
+    settings = bpy.context.scene.jokr
+    job = str(tmp_path / "project" / "jokr" / "job")
+    assert settings.job_dir == "//jokr/job"
+    (tmp_path / "elsewhere").mkdir()
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "elsewhere" / "shot.blend"), copy=True)
+    assert settings.job_dir == "//jokr/job"  # a copy was saved: the open file did not move
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "elsewhere" / "moved.blend"))
+    assert settings.job_dir == job  # outside the new file's folder: absolute
+    for blend in ("shot.blend", "moved.blend"):
+        bpy.ops.wm.open_mainfile(filepath=str(tmp_path / "elsewhere" / blend))
+        reopened = bpy.context.scene.jokr
+        assert bpy.path.abspath(reopened.job_dir) == job and reopened.state == 'finished', blend
+    bpy.ops.wm.save_as_mainfile(filepath=str(tmp_path / "project" / "back.blend"))
+    assert bpy.context.scene.jokr.job_dir == "//jokr/job"  # inside again: relative again
 
 
 @pytest.mark.usefixtures("addon")
