@@ -40,9 +40,21 @@ def test_blenders_validator_accepts_it(built_zip):
     assert "Success" in result.stdout
 
 
-def test_installs_enables_and_runs_as_an_extension(bpy_module, built_zip, tmp_path, monkeypatch):
-    result = bpy.ops.extensions.package_install_files(filepath=str(built_zip), repo="user_default",
-                                                      enable_on_install=True)
+def _uninstall():
+    import addon_utils
+
+    addon_utils.disable(EXTENSION, default_set=True)
+    repo_index = [r.module for r in bpy.context.preferences.extensions.repos].index("user_default")
+    bpy.ops.extensions.package_uninstall(repo_index=repo_index, pkg_id="jokr")
+
+
+def _install(built_zip):
+    return bpy.ops.extensions.package_install_files(filepath=str(built_zip), repo="user_default",
+                                                    enable_on_install=True)
+
+
+def test_installs_runs_and_an_uninstall_leaves_every_job(bpy_module, built_zip, tmp_path):
+    result = _install(built_zip)
     try:
         assert result == {'FINISHED'}
         assert EXTENSION in bpy.context.preferences.addons
@@ -50,22 +62,33 @@ def test_installs_enables_and_runs_as_an_extension(bpy_module, built_zip, tmp_pa
         prefs = bpy.context.preferences.addons[EXTENSION].preferences
         prefs.engine_python = write_fake_python(tmp_path)
         assert bpy.ops.jokr.check_engine(wait=True) == {'FINISHED'}
-        # An unsaved file's job goes to the extension's own user folder.
+        # An unsaved file's job goes to the platform's user data folder (conftest points it at a temporary
+        # one), not to the extension's own user folder, which Blender deletes with the extension.
+        own_folder = Path(bpy.utils.extension_path_user(EXTENSION, create=True))
+        (own_folder / "marker").write_text("the extension's own user data")
         clips = {name: write_png_sequence(tmp_path / name / "frames", 6).parent for name in ("cat", "fox")}
         for clip in clips.values():
             write_png_sequence(clip / "masks", 6)
         scene = set_up_scene(bpy, clips)
-        assert bpy.ops.jokr.train() == {'FINISHED'}
-        assert Path(scene.jokr.job_dir).parent == Path(bpy.utils.extension_path_user(EXTENSION, path="jobs"))
-        extension_session = sys.modules[f"{EXTENSION}.blender.session"]
-        assert extension_session.manager.pump(timeout=30)
-        sys.modules[f"{EXTENSION}.blender.timers"].poll_jobs()
+        scene.jokr.job_name = "before_uninstall"
+        assert bpy.ops.jokr.train(wait=True) == {'FINISHED'}
+        job = Path(scene.jokr.job_dir)
+        assert job.parent == Path(os.environ["XDG_DATA_HOME"]) / "jokr" / "jobs"
         assert scene.jokr.state == 'finished'
+        files_before = sorted(p.relative_to(job) for p in job.rglob("*"))
+        assert Path("checkpoints/latest.json") in files_before
     finally:
-        import addon_utils
-
-        addon_utils.disable(EXTENSION, default_set=True)
-        repo_index = [r.module for r in bpy.context.preferences.extensions.repos].index("user_default")
-        bpy.ops.extensions.package_uninstall(repo_index=repo_index, pkg_id="jokr")
+        _uninstall()
     assert EXTENSION not in bpy.context.preferences.addons and not hasattr(bpy.types.Scene, "jokr")
+    assert not own_folder.exists()  # what an uninstall does to the extension's own folder …
+    assert sorted(p.relative_to(job) for p in job.rglob("*")) == files_before  # … and not to the jobs
 
+    # Installed again (an update), the open file's scene finds its job as it was.
+    assert _install(built_zip) == {'FINISHED'}
+    try:
+        timers = sys.modules[f"{EXTENSION}.blender.timers"]
+        timers.follow_running_jobs()  # what its one-shot timer does once Blender's event loop runs
+        assert Path(scene.jokr.job_dir) == job and scene.jokr.state == 'finished' and not scene.jokr.can_resume
+    finally:
+        _uninstall()
+    assert job.is_dir()
