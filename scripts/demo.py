@@ -1,5 +1,9 @@
 """The demo, headless in real Blender (bpy): two bundled clips → trained job → keypoint empties →
-one keypoint edited → retargeted strip in the sequencer → saved .blend, side-by-side video, contact sheet.
+one keypoint edited → retargeted strips (AB and BA) in the sequencer → saved .blend, side-by-side video,
+contact sheet.
+
+demo.blend opens in the Video Editing workspace (its sequencer showing the demo's scene), with a Layout
+workspace beside it for looking through the keypoint cameras.
 
 Run through scripts/demo.sh (which sets up .venv first). Everything goes to demo/output/."""
 
@@ -33,6 +37,62 @@ def parse_args() -> argparse.Namespace:
     return parser.parse_args()
 
 
+def open_video_editing_file(scratch: Path) -> None:
+    """A new, empty file in Blender's Video Editing workspace (its template), plus the General template's
+    Layout workspace (a 3D view) for the keypoint cameras. The window's workspace cannot be switched
+    without Blender's event loop, so the file starts from the template instead."""
+    import bpy
+
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    general = scratch / "general.blend"
+    bpy.ops.wm.save_as_mainfile(filepath=str(general), copy=True)
+    bpy.ops.wm.read_factory_settings(app_template="Video_Editing", use_empty=True)
+    with bpy.data.libraries.load(str(general)) as (_source, target):
+        target.workspaces = ["Layout"]
+    general.unlink()
+
+
+def add_clips(scene, data: Path) -> dict:
+    """Strips 'cat' (clip A, channel 1) and 'fox' (clip B, channel 2) from frame 1, chosen in the panel."""
+    from jokr_blender.blender import compat
+
+    strips = {}
+    for label, name, channel in (("A", "cat", 1), ("B", "fox", 2)):
+        frames = sorted((data / name / "frames").iterdir())
+        strip = compat.new_image_strip(scene, name, str(frames[0]), channel, 1)
+        for frame in frames[1:]:
+            strip.elements.append(frame.name)
+        strips[label] = strip
+    scene.jokr.clip_a.strip, scene.jokr.clip_b.strip = strips["A"].name, strips["B"].name
+    return strips
+
+
+def show_sequencer_scene(scene) -> None:
+    """The Video Editing workspace's sequencer shows `scene` (5.0 gives a workspace its own)."""
+    import bpy
+
+    from jokr_blender.blender import compat
+
+    compat.set_workspace_sequencer_scene(bpy.data.workspaces["Video Editing"], scene)
+
+
+def edit_keypoint(job_name: str, index: int, frames: range) -> object:
+    """Raise keypoint `index` of the cat by 12 % of the frame's height on `frames`, as an artist would:
+    move the empty on each frame and key its X and Y (its depth in front of the camera stays)."""
+    import bpy
+
+    from jokr_blender.blender import keypoints
+
+    scene = bpy.context.scene
+    empty = keypoints.find_rig(job_name, "A").empties[index]
+    for frame in frames:
+        scene.frame_set(frame)
+        empty.location.y += 0.12  # the frame is 1 unit high
+        empty.keyframe_insert("location", index=0, frame=frame)
+        empty.keyframe_insert("location", index=1, frame=frame)
+    return empty
+
+
 def main() -> int:
     args = parse_args()
     out = args.out.resolve()
@@ -45,11 +105,12 @@ def main() -> int:
     import addon_utils
 
     sys.path.insert(0, str(REPO))
-    bpy.ops.wm.read_factory_settings(use_empty=True)
+    open_video_editing_file(out)
     if addon_utils.enable(ADDON, default_set=True, handle_error=None) is None:
         say("the add-on did not enable")
         return 1
-    from jokr_blender.blender import compat, keypoints, render, session, timers
+    from jokr_blender.blender import compat, keypoints, render, result_strips, session, timers
+    from jokr_blender.io.results import DIRECTIONS
 
     prefs = bpy.context.preferences.addons[ADDON].preferences
     prefs.engine_python = sys.executable  # this venv has the engine's packages
@@ -57,18 +118,11 @@ def main() -> int:
     prefs.device = args.device
 
     scene = compat.sequencer_scene(bpy.context)
-    scene.render.resolution_x, scene.render.resolution_y = 304, 160
-    scene.render.fps = 25
-    strips = {}
-    for label, name, channel in (("A", "cat", 1), ("B", "fox", 2)):
-        frames = sorted((DATA / name / "frames").iterdir())
-        strip = compat.new_image_strip(scene, name, str(frames[0]), channel, 1)
-        for frame in frames[1:]:
-            strip.elements.append(frame.name)
-        strips[label] = strip
-    scene.frame_start, scene.frame_end = 1, strips["A"].frame_final_duration
+    show_sequencer_scene(scene)
+    scene.render.fps = 25  # image sequences carry no frame rate
+    add_clips(scene, DATA)
+    bpy.ops.jokr.scene_from_clip(clip='A')  # frame range and resolution of clip A
     settings = scene.jokr
-    settings.clip_a.strip, settings.clip_b.strip = strips["A"].name, strips["B"].name
     settings.job_name, settings.preset = JOB_NAME, args.preset
     blend = out / "demo.blend"
     bpy.ops.wm.save_as_mainfile(filepath=str(blend))  # saved first: the job goes to //jokr/<job>/ beside it
@@ -100,21 +154,19 @@ def main() -> int:
         return 1
     session.manager.pump(timeout=600)
     timers.poll_jobs()
-    empty = bpy.data.objects[keypoints.empty_name(job_name, "A", EDITED_KEYPOINT)]
-    camera = bpy.data.objects[keypoints.camera_name(job_name, "A")]
-    x_curve = compat.location_fcurves(empty)[0]
-    lift = 0.12 * camera.data.ortho_scale
-    for frame in EDITED_FRAMES:  # raise keypoint 3 of the cat by 12 % of the frame on frames 30–39
-        empty.location = (x_curve.evaluate(frame), compat.location_fcurves(empty)[1].evaluate(frame) + lift, 0)
-        empty.keyframe_insert("location", frame=frame)
+    empty = edit_keypoint(job_name, EDITED_KEYPOINT, EDITED_FRAMES)
     say(f"moved {empty.name} up on frames {EDITED_FRAMES.start}–{EDITED_FRAMES.stop - 1}")
 
-    if bpy.ops.jokr.render_strip(wait=True) != {'FINISHED'}:
-        say(f"render failed: {settings.task_text}")
-        return 1
-    result = [s for s in compat.all_strips(scene) if s.name.startswith(keypoints.rig_prefix(job_name))]
+    for code, direction in DIRECTIONS.items():
+        if bpy.ops.jokr.render_strip(direction=code, wait=True) != {'FINISHED'}:
+            say(f"render {code} failed: {settings.task_text}")
+            return 1
+        result = result_strips.find_result_strip(scene, str(job), direction)
+        say(f"rendered strip '{result.name}' in channel {result.channel}")
+    scene.frame_set(EDITED_FRAMES.start)
+    scene.camera = keypoints.find_rig(job_name, "A").camera
     bpy.ops.wm.save_mainfile()
-    say(f"rendered strip '{result[0].name}' added in channel {result[0].channel}; saved {blend}")
+    say(f"saved {blend}")
 
     engine = [sys.executable, "-m", "jokr_engine"]
     env = {**os.environ, "PYTHONPATH": str(REPO)}

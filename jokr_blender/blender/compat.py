@@ -7,6 +7,10 @@
   declared with the PATH_SUPPORTS_BLEND_RELATIVE option, which 4.2 does not know.
 - Animation: 4.4 introduced slotted (layered) actions; 5.0 removed the legacy `Action.fcurves`.
   From 4.4 an action gets a slot for its object, and F-curves live in the channelbag of that slot.
+  The keyframe type GENERATED (4.2+) is in every supported version; `foreach_get/set("type")` use the
+  enum's values, read here from RNA rather than written down.
+- Workspaces: 5.0 gives a workspace its own sequencer scene (`WorkSpace.sequencer_scene`); before 5.0
+  the sequencer shows the window's scene, so there is nothing to set.
 """
 
 from __future__ import annotations
@@ -19,10 +23,18 @@ STRIPS_ALL = "strips_all" if "strips_all" in _EDITOR_PROPERTIES else "sequences_
 _BLEND_RELATIVE_KNOWN = "is_path_supports_blend_relative" in bpy.types.Property.bl_rna.properties
 BLEND_RELATIVE_PATH = {'PATH_SUPPORTS_BLEND_RELATIVE'} if _BLEND_RELATIVE_KNOWN else set()
 SLOTTED_ACTIONS = "slots" in bpy.types.Action.bl_rna.properties
+KEYFRAME_TYPES = {item.identifier: item.value for item in bpy.types.Keyframe.bl_rna.properties["type"].enum_items}
+WORKSPACE_SEQUENCER_SCENE = "sequencer_scene" in bpy.types.WorkSpace.bl_rna.properties
 
 
 def sequencer_scene(context) -> bpy.types.Scene:
     return getattr(context, "sequencer_scene", None) or context.scene
+
+
+def set_workspace_sequencer_scene(workspace, scene) -> None:
+    """Make the workspace's sequencer show `scene` (5.0); before 5.0 it shows the window's scene."""
+    if WORKSPACE_SEQUENCER_SCENE:
+        workspace.sequencer_scene = scene
 
 
 def all_strips(scene) -> list:

@@ -5,7 +5,7 @@ Layout, per job (docs/ADDON.md, "Keypoint empties"):
     JOKR.<job>                      collection in the scene
       JOKR.<job>.A                  clip A's rig: camera + empties
         JOKR.<job>.A.camera         orthographic; background = the strip's footage, stretched to the frame
-        JOKR.<job>.A.kp00 …         empties parented to the camera, on its frame plane (Z locked),
+        JOKR.<job>.A.kp00 …         empties parented to the camera, on a plane in front of it (Z locked),
                                     location keyed on every frame of the strip
         JOKR.<job>.A.kp00.dot …     a small disc in the keypoint's colour, child of its empty, not
                                     selectable (Blender draws every empty in one theme colour)
@@ -14,14 +14,18 @@ Layout, per job (docs/ADDON.md, "Keypoint empties"):
 Keypoint k has the same name suffix and colour in A and B (material JOKR.kp<k>). The empties' X/Y are camera-view
 coordinates; io/coords.py maps them to and from the engine's frame coordinates.
 
-Re-importing updates the rig in place. An empty whose keys changed since they were imported (the
-artist edited them) is kept as it is unless `reset` asks for the engine's keypoints again.
+The names are only the first guess: the rig's cameras, empties and collections are found by their
+custom properties (jokr_job, jokr_clip, jokr_role, jokr_index), so the artist may rename them.
+
+Re-importing updates the rig in place: the engine's keys (type GENERATED) are replaced and the artist's
+keys stay (blender/keyframes.py); `reset` replaces the artist's keys too.
 """
 
 from __future__ import annotations
 
 import colorsys
 import hashlib
+from collections import defaultdict
 from dataclasses import astuple, dataclass, field
 
 import bpy
@@ -29,11 +33,12 @@ import numpy as np
 
 from ..io.coords import CameraFrame, frame_to_camera
 from ..io.keypoint_file import KeypointFile
-from . import compat, strips
+from . import keyframes, scene_setup, strips
+from .session import UserError
 
 LABELS = ("A", "B")
 JOB_NAME_MAX = 40  # Blender names hold 63 bytes: leave room for ".A.camera" / ".A.kp00"
-KEYS_HASH = "jokr_keys"  # custom property: hash of the keys as imported
+JOB, CLIP, ROLE, INDEX = "jokr_job", "jokr_clip", "jokr_role", "jokr_index"  # what finds the rig's parts
 KEYS_FRAME = "jokr_keys_frame"  # camera property: the camera frame (left, right, bottom, top) the keys are in
 GOLDEN_RATIO = 0.618033988749895
 EMPTY_SIZE = 0.02  # of the frame's height
@@ -41,6 +46,7 @@ MARKER_SUFFIX = ".dot"
 MARKER_RADIUS = 0.6  # of the empty's display size: the disc sits inside the empty's sphere
 MARKER_SEGMENTS = 16
 RIG_SPACING = 0.25  # gap between the A and B rigs, in frame heights
+EMPTY_DEPTH = 1.0  # how far in front of its camera the keypoint plane is: well inside the clip range
 
 
 def rig_prefix(job_name: str) -> str:
@@ -83,54 +89,70 @@ def view_changed(camera, scene) -> bool:
     return any(abs(a - b) > 1e-6 for a, b in zip(now, keys))
 
 
-def keys_hash(obj) -> str:
-    """A fingerprint of the empty's X/Y keys, to tell whether the artist changed them."""
-    digest = hashlib.sha1()
-    for fcurve in compat.location_fcurves(obj):
-        if fcurve is None:
-            digest.update(b"none")
+@dataclass
+class Rig:
+    """One clip's rig as the scene has it now, found by custom properties, whatever its names."""
+
+    camera: object | None = None
+    empties: dict[int, object] = field(default_factory=dict)  # keypoint index → empty
+    duplicates: dict[int, list] = field(default_factory=dict)  # keypoint index → empties claiming it
+
+    def check_unique(self, label: str) -> None:
+        for index, objects in sorted(self.duplicates.items()):
+            names = " and ".join(o.name for o in objects)
+            raise UserError(f"{names} are both keypoint {index} of clip {label} (a duplicate?): delete one")
+
+
+def find_rig(job_name: str, label: str) -> Rig:
+    rig = Rig()
+    claims = defaultdict(list)
+    for obj in bpy.data.objects:
+        if obj.get(JOB) != job_name or obj.get(CLIP) != label:
             continue
-        co = np.empty(2 * len(fcurve.keyframe_points), dtype=np.float32)
-        fcurve.keyframe_points.foreach_get("co", co)
-        digest.update(co.tobytes())
-    return digest.hexdigest()
+        role = obj.get(ROLE)
+        if role == "camera" and obj.type == 'CAMERA' and rig.camera is None:
+            rig.camera = obj
+        elif role == "keypoint" and INDEX in obj:
+            claims[int(obj[INDEX])].append(obj)
+    for index, objects in claims.items():
+        rig.empties[index] = objects[0]
+        if len(objects) > 1:
+            rig.duplicates[index] = objects
+    return rig
 
 
-def edited_by_artist(obj) -> bool:
-    """The empty's keys differ from those the last import wrote."""
-    return obj.get(KEYS_HASH) != keys_hash(obj)
-
-
-def write_keys(fcurve, frames: np.ndarray, values: np.ndarray) -> None:
-    """Replace all keys in one go: add + foreach_set + update, not one keyframe_insert per frame."""
-    points = fcurve.keyframe_points
-    points.clear()
-    points.add(len(frames))
-    co = np.empty(2 * len(frames), dtype=np.float32)
-    co[0::2], co[1::2] = frames, values
-    points.foreach_set("co", co)
-    fcurve.update()
+def _tag(id_data, job_name: str, label: str, role: str) -> None:
+    id_data[JOB], id_data[CLIP], id_data[ROLE] = job_name, label, role
 
 
 @dataclass
 class ImportResult:
     written: int = 0
-    kept_edited: list[str] = field(default_factory=list)
+    kept_keys: dict[str, int] = field(default_factory=dict)  # empty name → frames with the artist's keys
     warnings: list[str] = field(default_factory=list)
+
+    @property
+    def worth_a_warning(self) -> bool:
+        return bool(self.kept_keys or self.warnings)
 
     def message(self) -> str:
         """One line for a report, warnings included."""
         text = f"{self.written} keypoint empties keyed"
-        if self.kept_edited:
-            text += (f"; kept {len(self.kept_edited)} you edited ({', '.join(self.kept_edited[:3])}"
-                     f"{' …' if len(self.kept_edited) > 3 else ''}): Reset to Engine Keypoints replaces them")
+        if self.kept_keys:
+            names = list(self.kept_keys)
+            kept = sum(self.kept_keys.values())
+            text += (f"; kept {kept} key{'s' if kept != 1 else ''} you set on {', '.join(names[:3])}"
+                     f"{' …' if len(names) > 3 else ''} (Reset to Engine Keypoints replaces them)")
         return "; ".join([text, *self.warnings])
 
 
-def _child_collection(parent, name: str):
-    collection = bpy.data.collections.get(name)
+def _rig_collection(parent, name: str, job_name: str, label: str):
+    """The rig's collection (label "" for the job's own), found by its properties, else made."""
+    collection = next((c for c in bpy.data.collections
+                       if c.get(JOB) == job_name and c.get(CLIP) == label and c.get(ROLE) == "collection"), None)
     if collection is None:
         collection = bpy.data.collections.new(name)
+        _tag(collection, job_name, label, "collection")
     if collection.name not in parent.children:
         parent.children.link(collection)
     return collection
@@ -141,9 +163,8 @@ def _link(obj, collection) -> None:
         collection.objects.link(obj)
 
 
-def _setup_camera(collection, name: str, strip, frame_size, offset_x: float):
-    camera = bpy.data.objects.get(name)
-    if camera is None or camera.type != 'CAMERA':
+def _setup_camera(camera, collection, name: str, strip, frame_size, offset_x: float):
+    if camera is None:
         camera = bpy.data.objects.new(name, bpy.data.cameras.new(name))
         camera.location = (offset_x, 0.0, 0.0)
     _link(camera, collection)
@@ -152,6 +173,7 @@ def _setup_camera(collection, name: str, strip, frame_size, offset_x: float):
     data.sensor_fit = 'HORIZONTAL'
     footage = strips.footage(strip)
     image = bpy.data.images.load(footage.filepath, check_existing=True)
+    image.filepath = scene_setup.blend_relative(footage.filepath)  # a moved project keeps its footage
     image.source = footage.source
     # The frame is one unit high when the render resolution has the clip's shape.
     data.ortho_scale = frame_size[0] / frame_size[1]
@@ -186,10 +208,10 @@ def _marker_mesh(index: int):
 
 
 def _ensure_marker(empty, collection, index: int) -> None:
-    name = empty.name + MARKER_SUFFIX
-    marker = bpy.data.objects.get(name)
+    marker = next((child for child in empty.children if child.get(ROLE) == "marker"), None)
     if marker is None:
-        marker = bpy.data.objects.new(name, _marker_mesh(index))
+        marker = bpy.data.objects.new(empty.name + MARKER_SUFFIX, _marker_mesh(index))
+        marker[ROLE] = "marker"
     _link(marker, collection)
     marker.parent = empty
     marker.scale = (empty.empty_display_size * MARKER_RADIUS,) * 3
@@ -202,6 +224,7 @@ def _ensure_marker(empty, collection, index: int) -> None:
 def _new_empty(name: str, camera, collection, index: int, size: float, depth: float):
     obj = bpy.data.objects.new(name, None)
     _link(obj, collection)
+    obj[INDEX] = index
     obj.parent = camera  # identity parent inverse: location is in camera-view coordinates
     obj.empty_display_type = 'SPHERE'
     obj.empty_display_size = size
@@ -218,21 +241,25 @@ def import_rig(rig_scene, sequencer_scene, settings, job_name: str, keypoint_fil
     """Build or update both clips' rigs from the keypoint file."""
     result = ImportResult()
     clip_settings = {"A": settings.clip_a, "B": settings.clip_b}
-    # Check both strips first, so a missing one leaves the scene untouched.
+    # Check everything first, so a problem leaves the scene untouched.
     clip_strips = {label: strips.get_strip(sequencer_scene, clip_settings[label].strip, f"clip {label}")
                    for label in LABELS}
-    root = _child_collection(rig_scene.collection, rig_prefix(job_name))
+    rigs = {label: find_rig(job_name, label) for label in LABELS}
+    for label, rig in rigs.items():
+        rig.check_unique(label)
+    root = _rig_collection(rig_scene.collection, rig_prefix(job_name), job_name, "")
     offset_x = 0.0
     stretched = []
     for label in LABELS:
-        strip = clip_strips[label]
+        strip, rig = clip_strips[label], rigs[label]
         count = keypoint_file.frame_count(label)
         if strip.frame_final_duration != count:
             result.warnings.append(f"Strip '{strip.name}' shows {strip.frame_final_duration} frames but clip "
                                    f"{label} was trained on {count}: keyed {count} frames from its start")
-        collection = _child_collection(root, f"{rig_prefix(job_name)}.{label}")
+        collection = _rig_collection(root, f"{rig_prefix(job_name)}.{label}", job_name, label)
         size = keypoint_file.clip(label)["frame_size"]
-        camera = _setup_camera(collection, camera_name(job_name, label), strip, size, offset_x)
+        camera = _setup_camera(rig.camera, collection, camera_name(job_name, label), strip, size, offset_x)
+        _tag(camera, job_name, label, "camera")
         offset_x += camera.data.ortho_scale + RIG_SPACING
         render = rig_scene.render
         if abs(render.resolution_x / render.resolution_y - size[0] / size[1]) > 0.01 * size[0] / size[1]:
@@ -240,50 +267,58 @@ def import_rig(rig_scene, sequencer_scene, settings, job_name: str, keypoint_fil
         first_frame = int(strip.frame_final_start)
         camera["jokr_first_frame"] = first_frame
         camera["jokr_frame_count"] = count
+        camera["jokr_num_keypoints"] = keypoint_file.num_keypoints
         # Keys already there stay in their frame, edited or not; Reset starts over in the current one.
         frame = camera_frame(camera, rig_scene) if reset else keys_frame(camera, rig_scene)
         camera[KEYS_FRAME] = astuple(frame)
-        depth = camera.data.view_frame(scene=rig_scene)[0][2]
-        frames = np.arange(first_frame, first_frame + count, dtype=np.float64)
         points = np.asarray(keypoint_file.keypoints(label), dtype=np.float64)  # frames × K × 2
         view_x, view_y = frame_to_camera(points[:, :, 0], points[:, :, 1], frame)
         for index in range(keypoint_file.num_keypoints):
-            name = empty_name(job_name, label, index)
-            obj = bpy.data.objects.get(name)
-            edited = obj is not None and not reset and edited_by_artist(obj)
-            if obj is None:
-                obj = _new_empty(name, camera, collection, index, EMPTY_SIZE * frame.height, depth)
-            _ensure_marker(obj, collection, index)
-            if edited:
-                result.kept_edited.append(name)
-                continue
+            obj = rig.empties.get(index)
+            if obj is None:  # first import, or the artist deleted it: the engine's keypoint again
+                obj = _new_empty(empty_name(job_name, label, index), camera, collection, index,
+                                 EMPTY_SIZE * frame.height, -EMPTY_DEPTH)
+            _tag(obj, job_name, label, "keypoint")
             _link(obj, collection)
-            fcurve_x, fcurve_y = compat.location_fcurves(obj, create=True)
-            write_keys(fcurve_x, frames, view_x[:, index])
-            write_keys(fcurve_y, frames, view_y[:, index])
-            obj[KEYS_HASH] = keys_hash(obj)
-            obj["jokr_clip"], obj["jokr_index"] = label, index
+            _ensure_marker(obj, collection, index)
+            kept = keyframes.write_engine_keys(obj, first_frame, (view_x[:, index], view_y[:, index]),
+                                               keep_artist=not reset)
+            if kept:
+                result.kept_keys[obj.name] = kept
             result.written += 1
-        _remove_extra_empties(job_name, label, keypoint_file.num_keypoints, reset, result)
+        _remove_extra_empties(rig, keypoint_file.num_keypoints, reset, result)
     if stretched:
         render = rig_scene.render
         result.warnings.append(
             f"The camera views look stretched: the scene is {render.resolution_x}×{render.resolution_y}, "
-            f"{' and '.join(stretched)} (the keypoints still line up)")
+            f"{' and '.join(stretched)} (the keypoints still line up; Set Scene to Clip fixes the view)")
     if rig_scene.camera is None:
-        rig_scene.camera = bpy.data.objects[camera_name(job_name, "A")]
+        rig_scene.camera = find_rig(job_name, "A").camera
     return result
 
 
-def _remove_extra_empties(job_name: str, label: str, count: int, reset: bool, result: ImportResult) -> None:
-    """Empties of a previous import with more keypoints: removed unless the artist edited them."""
-    index = count
-    while (obj := bpy.data.objects.get(empty_name(job_name, label, index))) is not None:
-        if reset or not edited_by_artist(obj):
-            marker = bpy.data.objects.get(obj.name + MARKER_SUFFIX)
-            if marker is not None:
-                bpy.data.objects.remove(marker)
+def _remove_extra_empties(rig: Rig, count: int, reset: bool, result: ImportResult) -> None:
+    """Empties of a previous import with more keypoints: removed unless they hold the artist's keys."""
+    for index, obj in sorted(rig.empties.items()):
+        if index < count:
+            continue
+        kept = len(keyframes.artist_frames(obj))
+        if reset or not kept:
+            for child in obj.children:
+                if child.get(ROLE) == "marker":
+                    bpy.data.objects.remove(child)
             bpy.data.objects.remove(obj)
         else:
-            result.kept_edited.append(obj.name)
-        index += 1
+            result.kept_keys[obj.name] = kept
+
+
+def count_artist_keys(job_name: str) -> tuple[int, list[str]]:
+    """(frames keyed by the artist, the empties holding them) over both clips' rigs: what Reset discards."""
+    total, names = 0, []
+    for label in LABELS:
+        for _index, obj in sorted(find_rig(job_name, label).empties.items()):
+            frames = len(keyframes.artist_frames(obj))
+            if frames:
+                total += frames
+                names.append(obj.name)
+    return total, names

@@ -1,9 +1,11 @@
-"""Render back: the empties' animation → an edited keypoint file → the engine's frames → a result strip.
+"""Render back: the keypoints as the artist left them → an edited keypoint file → the engine's frames →
+a result strip (blender/result_strips.py).
 
-The keypoints are read with `fcurve.evaluate(frame)` on the frames the rig was keyed on, so every edit
-the artist made counts. The result is A's motion with B's look (`render --look B`), RGBA frames at
-clip A's size, shown as an image strip above the sources, frame for frame over strip A, blended with
-Alpha Over. Rendering again updates that strip (files and cache) instead of adding another.
+Two directions (io/results.py): AB has A's motion and B's look (`render --look B`), BA has B's motion
+and A's look (`render --look A`). Only the driving clip's keypoints (A's for AB, B's for BA) move the
+result. They are read from the source the scene chose: the keypoint empties (`fcurve.evaluate(frame)`
+on the frames the rig was keyed on, so every edit counts) or the Movie Clip's tracks. A keypoint whose
+empty or track was deleted keeps the engine's position: deleting one means "use the engine's keypoint".
 """
 
 from __future__ import annotations
@@ -11,22 +13,20 @@ from __future__ import annotations
 import os
 import re
 
-import bpy
 import numpy as np
 
 from ..io.coords import camera_to_frame
 from ..io.keypoint_file import KeypointFile, KeypointFileError
-from . import compat, keypoints, session, strips
+from ..io.results import DIRECTIONS, Direction
+from . import compat, keyframes, keypoints, tracks
 from .session import UserError
 
-LOOK = "B"  # the result has clip B's look and clip A's motion
-DRIVING = "A"
 FRAME_FILE = re.compile(r"^(\d+)\.png$")
-MAX_CHANNEL = 128
+SOURCE_NAMES = {'EMPTIES': "keypoint empties", 'TRACKS': "Movie Clip tracks"}
 
 
-def render_folder(job_dir: str) -> str:
-    return os.path.join(job_dir, f"render_look{LOOK}")
+def render_folder(job_dir: str, direction: Direction = DIRECTIONS["AB"]) -> str:
+    return os.path.join(job_dir, f"render_look{direction.look}")
 
 
 def edited_keypoints_path(job_dir: str) -> str:
@@ -34,14 +34,20 @@ def edited_keypoints_path(job_dir: str) -> str:
 
 
 def _rig_camera(job_name: str, label: str):
-    camera = bpy.data.objects.get(keypoints.camera_name(job_name, label))
+    camera = keypoints.find_rig(job_name, label).camera
     return camera if camera is not None and "jokr_first_frame" in camera else None
 
 
-def rig_first_frame(job_name: str, label: str) -> int | None:
-    """The scene frame keyed with the clip's frame 0, or None without a rig."""
-    camera = _rig_camera(job_name, label)
-    return int(camera["jokr_first_frame"]) if camera is not None else None
+def _keyed(job_name: str, label: str, source: str):
+    """What holds clip `label`'s keypoints in this source (rig camera or Movie Clip), if imported."""
+    holder = tracks.find_clip(job_name, label) if source == 'TRACKS' else _rig_camera(job_name, label)
+    return holder if holder is not None and "jokr_first_frame" in holder else None
+
+
+def rig_first_frame(job_name: str, label: str, source: str = 'EMPTIES') -> int | None:
+    """The scene frame keyed with the clip's frame 0, or None when nothing was imported."""
+    holder = _keyed(job_name, label, source)
+    return int(holder["jokr_first_frame"]) if holder is not None else None
 
 
 def _scene_of(obj, fallback):
@@ -55,11 +61,27 @@ def views_changed(job_name: str, fallback_scene) -> list[str]:
             and keypoints.view_changed(camera, _scene_of(camera, fallback_scene))]
 
 
-def read_rig(job_name: str, label: str, keypoint_file: KeypointFile, fallback_scene) -> list | None:
-    """Clip `label`'s keypoints (frames × K × [x, y]) from its empties, or None if it has no rig."""
+def missing_keypoints(job_name: str, label: str, source: str) -> list[int]:
+    """The keypoints of an imported clip whose empty or track is gone (Render uses the engine's)."""
+    holder = _keyed(job_name, label, source)
+    if holder is None or "jokr_num_keypoints" not in holder:
+        return []
+    count = int(holder["jokr_num_keypoints"])
+    if source == 'TRACKS':
+        names = {track.name for track in holder.tracking.tracks}
+        return [i for i in range(count) if tracks.track_name(i) not in names]
+    present = keypoints.find_rig(job_name, label).empties
+    return [i for i in range(count) if i not in present]
+
+
+def read_rig(job_name: str, label: str, keypoint_file: KeypointFile, fallback_scene) -> tuple[list | None, list[int]]:
+    """Clip `label`'s keypoints (frames × K × [x, y]) from its empties, or None if it has no rig; and the
+    keypoints whose empty is gone, which keep the engine's positions."""
     camera = _rig_camera(job_name, label)
     if camera is None:
-        return None
+        return None, []
+    rig = keypoints.find_rig(job_name, label)
+    rig.check_unique(label)
     count = keypoint_file.frame_count(label)
     if camera["jokr_frame_count"] != count:
         raise UserError(f"The keypoint empties of clip {label} cover {camera['jokr_frame_count']} frames but "
@@ -67,40 +89,55 @@ def read_rig(job_name: str, label: str, keypoint_file: KeypointFile, fallback_sc
     frame = keypoints.keys_frame(camera, _scene_of(camera, fallback_scene))
     first = int(camera["jokr_first_frame"])
     frames = range(first, first + count)
-    points = np.empty((count, keypoint_file.num_keypoints, 2))
+    points = np.asarray(keypoint_file.keypoints(label), dtype=np.float64).copy()
+    missing = []
     for index in range(keypoint_file.num_keypoints):
-        name = keypoints.empty_name(job_name, label, index)
-        obj = bpy.data.objects.get(name)
+        obj = rig.empties.get(index)
         if obj is None:
-            raise UserError(f"Keypoint empty {name} is missing: Reset to Engine Keypoints rebuilds the rig")
-        curves = compat.location_fcurves(obj)
-        for axis, fcurve in enumerate(curves):
+            missing.append(index)
+            continue
+        keyframes.mark_artist_keys(obj)
+        view = np.empty((count, 2))
+        for axis, fcurve in enumerate(compat.location_fcurves(obj)):
             # An axis without animation holds still where the empty is.
-            points[:, index, axis] = ([fcurve.evaluate(f) for f in frames] if fcurve is not None
-                                      else obj.location[axis])
-    points[:, :, 0], points[:, :, 1] = camera_to_frame(points[:, :, 0], points[:, :, 1], frame)
-    return points.tolist()
+            view[:, axis] = [fcurve.evaluate(f) for f in frames] if fcurve is not None else obj.location[axis]
+        points[:, index, 0], points[:, index, 1] = camera_to_frame(view[:, 0], view[:, 1], frame)
+    return points.tolist(), missing
 
 
-def edited_keypoint_file(job_name: str, keypoint_file: KeypointFile, scene) -> KeypointFile:
-    """The engine's keypoint file with every clip that has a rig replaced by its empties' keys."""
-    replacements = {}
+def read_keypoints(job_name: str, label: str, keypoint_file: KeypointFile, scene,
+                   source: str) -> tuple[list | None, list[int]]:
+    if source == 'TRACKS':
+        return tracks.read_tracks(job_name, label, keypoint_file)
+    return read_rig(job_name, label, keypoint_file, scene)
+
+
+def edited_keypoint_file(job_name: str, keypoint_file: KeypointFile, scene, direction: Direction,
+                         source: str) -> tuple[KeypointFile, list[int]]:
+    """The engine's keypoint file with every clip imported in `source` replaced by the artist's
+    keypoints; and the driving clip's keypoints that had no empty or track (the engine's are used)."""
+    replacements, missing = {}, []
     for label in keypoint_file.labels:
-        points = read_rig(job_name, label, keypoint_file, scene)
+        points, gone = read_keypoints(job_name, label, keypoint_file, scene, source)
         if points is not None:
             replacements[label] = points
-    if DRIVING not in replacements:
-        raise UserError("Import the keypoints first: rendering reads the keypoint empties of clip A")
+            missing = gone if label == direction.driver else missing
+    if direction.driver not in replacements:
+        raise UserError(f"Import the keypoints first: rendering {direction.code} reads clip {direction.driver}'s "
+                        f"{SOURCE_NAMES[source]}")
     try:
-        return keypoint_file.with_keypoints(replacements)
+        return keypoint_file.with_keypoints(replacements), missing
     except KeypointFileError as error:
         if error.keypoint is None:
             raise UserError(str(error)) from None
-        camera = _rig_camera(job_name, error.clip)
-        frame = int(camera["jokr_first_frame"]) + error.frame
-        name = keypoints.empty_name(job_name, error.clip, error.keypoint)
-        raise UserError(f"Keypoint empty {name} is too far outside the frame at frame {frame}: move it back "
-                        "near the footage") from None
+        frame = rig_first_frame(job_name, error.clip, source) + error.frame
+        if source == 'TRACKS':
+            clip = tracks.find_clip(job_name, error.clip)
+            what = f"Track {tracks.track_name(error.keypoint)} of Movie Clip {clip.name}"
+        else:
+            what = f"Keypoint empty {keypoints.find_rig(job_name, error.clip).empties[error.keypoint].name}"
+        raise UserError(f"{what} is too far outside the frame at frame {frame}: move it back near the "
+                        "footage") from None
 
 
 def rendered_run(folder: str, around: int | None) -> list[str]:
@@ -117,69 +154,3 @@ def rendered_run(folder: str, around: int | None) -> list[str]:
     while last + 1 in present:
         last += 1
     return [f"{i:05d}.png" for i in range(first, last + 1)]
-
-
-def _free_channel(scene, above: int, start: int, end: int) -> int:
-    editor = scene.sequence_editor
-    top_level = list(getattr(editor, compat.STRIPS))
-    for channel in range(above + 1, MAX_CHANNEL + 1):
-        if not any(s.channel == channel and s.frame_final_start < end and start < s.frame_final_end
-                   for s in top_level):
-            return channel
-    raise UserError("No free channel above the clips for the result strip")
-
-
-def _match_placement(result, source) -> None:
-    """Same transform and crop as the driving strip: the frames are rendered at its size."""
-    for name in ("offset_x", "offset_y", "scale_x", "scale_y", "rotation"):
-        setattr(result.transform, name, getattr(source.transform, name))
-    result.transform.origin = source.transform.origin
-    for name in ("min_x", "max_x", "min_y", "max_y"):
-        setattr(result.crop, name, getattr(source.crop, name))
-
-
-def _result_strip(scene, name: str, job_dir: str):
-    """The job's result strip: by name, else (renamed by the artist) by the job it was made for. The job
-    is stored as the scene stores it (relative to the .blend when inside its folder), so the strip is
-    still found after the project moved."""
-    for strip in (compat.find_strip(scene, name), *compat.all_strips(scene)):
-        if (strip is not None and strip.type == 'IMAGE' and strip.get("jokr_job")
-                and session.manager.key(bpy.path.abspath(strip["jokr_job"])) == session.manager.key(job_dir)):
-            return strip
-    return None
-
-
-def update_result_strip(scene, settings, job_dir: str, job_name: str, around: int | None = None):
-    """Add the result strip, or point the existing one at the current frames. Returns the strip."""
-    driving = strips.get_strip(scene, settings.clip_a.strip, "clip A")
-    folder = render_folder(job_dir)
-    names = rendered_run(folder, around)
-    if not names:
-        raise UserError(f"The engine wrote no frames into {folder}")
-    first_index = int(names[0][:-4])
-    result = _result_strip(scene, settings.result_strip, job_dir)
-    if result is None:
-        other = compat.find_strip(scene, settings.clip_b.strip)
-        above = max(driving.channel, other.channel if other else 0)
-        start = driving.frame_final_start + first_index
-        channel = _free_channel(scene, above, start, start + len(names))
-        result = compat.new_image_strip(scene, f"JOKR.{job_name[:keypoints.JOB_NAME_MAX]}.AB",
-                                        os.path.join(folder, names[0]), channel, start)
-        for name in names[1:]:
-            result.elements.append(name)
-        result["jokr_job"] = session.stored_path(job_dir)
-    else:
-        elements = result.elements
-        while len(elements) > 1:
-            elements.pop(len(elements) - 1)
-        elements[0].filename = names[0]
-        for name in names[1:]:
-            elements.append(name)
-    result.directory = session.stored_path(folder) + os.sep  # relative inside the project: it can move
-    # Element e is shown at frame_start + e - animation_offset_start: line file i up with strip A's frame i.
-    result.frame_start = driving.frame_final_start + first_index + result.animation_offset_start
-    settings.result_strip = result.name
-    result.blend_type = 'ALPHA_OVER'
-    _match_placement(result, driving)
-    result.invalidate_cache('RAW')
-    return result

@@ -84,7 +84,7 @@ def trained_job(tmp_path_factory):
         print(f"\nreal engine: tiny preset {SCHEDULE} with cancel + resume in {observed['seconds']:.0f} s")
         blend = folder / "trained.blend"
         bpy.ops.wm.save_as_mainfile(filepath=str(blend))
-        return {"blend": blend, "job_dir": Path(settings.job_dir), "observed": observed,
+        return {"blend": blend, "job_dir": Path(bpy.path.abspath(settings.job_dir)), "observed": observed,
                 "final_state": settings.state}
     finally:
         disable_addon()
@@ -129,7 +129,7 @@ def import_keypoints(scene):
     assert bpy.ops.jokr.import_keypoints() == {'FINISHED'}
     pump(120)
     assert not scene.jokr.task_failed, scene.jokr.task_text
-    with open(os.path.join(scene.jokr.job_dir, "keypoints.json")) as stream:
+    with open(os.path.join(bpy.path.abspath(scene.jokr.job_dir), "keypoints.json")) as stream:
         return json.load(stream)
 
 
@@ -169,12 +169,12 @@ def test_edit_keypoint_and_render(reopened, tmp_path):
     scene = reopened
     data = import_keypoints(scene)
     assert bpy.ops.jokr.render_strip(wait=True) == {'FINISHED'}
-    [strip] = [s for s in compat.all_strips(scene) if s.name.startswith(JOB)]
+    [strip] = [s for s in compat.all_strips(scene) if s.get("jokr_job")]
     strip_a = compat.find_strip(scene, "cat")
     assert (strip.frame_final_start, strip.frame_final_duration) == (strip_a.frame_final_start, FRAMES)
-    assert strip.channel > max(strip_a.channel, compat.find_strip(scene, "fox").channel)
+    assert strip.channel == strip_a.channel + 1  # right above clip A (clip B plays later)
     assert strip.blend_type == 'ALPHA_OVER'
-    folder = Path(render.render_folder(scene.jokr.job_dir))
+    folder = Path(render.render_folder(bpy.path.abspath(scene.jokr.job_dir)))
     shutil.copytree(folder, tmp_path / "before")
 
     # Move keypoint 0 of clip A by a fifth of the frame's width on clip frames 6, 7 and 8.
@@ -187,7 +187,7 @@ def test_edit_keypoint_and_render(reopened, tmp_path):
         obj.location.x = fcurve.evaluate(1 + index) + shift
         obj.keyframe_insert("location", index=0, frame=1 + index)
     assert bpy.ops.jokr.render_strip(wait=True) == {'FINISHED'}
-    assert [s.name for s in compat.all_strips(scene) if s.name.startswith(JOB)] == [strip.name]
+    assert [s.name for s in compat.all_strips(scene) if s.get("jokr_job")] == [strip.name]
     changed = [i for i in range(FRAMES) if not filecmp.cmp(tmp_path / "before" / f"{i:05d}.png",
                                                            folder / f"{i:05d}.png", shallow=False)]
     assert changed == list(edited)

@@ -123,7 +123,7 @@ def test_reimport_reports_kept_edits(trained, capsys):
     obj.keyframe_insert("location", index=1, frame=31)
     bpy.ops.jokr.import_keypoints()
     out = capsys.readouterr().out
-    assert "kept 1 you edited (JOKR.job.B.kp03)" in out and "Reset to Engine Keypoints" in out
+    assert "kept 1 key you set on JOKR.job.B.kp03 (Reset to Engine Keypoints replaces them)" in out
 
 
 def test_undo_resyncs_the_panel_with_the_job(addon, tiny_clips):

@@ -143,6 +143,8 @@ def test_greyed_out_buttons_say_why(tiny_clips):
         "import_keypoints": "No job yet",
         "render_strip": "No job yet",
         "render_frame": "No job yet",
+        "clean_plate": "No job yet",
+        "keypoint_paths": "No keypoint empties yet",
     }
     for name, why in expected.items():
         operator = getattr(bpy.ops.jokr, name)

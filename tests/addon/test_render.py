@@ -24,7 +24,7 @@ def imported(addon, tiny_clips):
 def result_strips(scene):
     from jokr_blender.blender import compat
 
-    return [s for s in compat.all_strips(scene) if s.name.startswith(JOB)]
+    return [s for s in compat.all_strips(scene) if s.get("jokr_job")]
 
 
 def nudge(label, index, frames, dx):
@@ -45,7 +45,7 @@ def test_render_strip_adds_an_aligned_strip_and_updates_it(imported, tmp_path):
     pump()
     [strip] = result_strips(scene)
     assert scene.jokr.result_strip == strip.name and "updated" in scene.jokr.task_text
-    assert strip.type == 'IMAGE' and strip.blend_type == 'ALPHA_OVER' and strip.channel == 3
+    assert strip.type == 'IMAGE' and strip.blend_type == 'ALPHA_OVER' and strip.channel == 2  # right above A
     assert (strip.frame_final_start, strip.frame_final_duration) == (11, 12)  # frame for frame over clip A
     assert [e.filename for e in strip.elements] == [f"{i:05d}.png" for i in range(12)]
     folder = bpy.path.abspath(strip.directory)
@@ -107,10 +107,12 @@ def test_render_needs_the_empties(addon, tiny_clips):
     bpy.ops.jokr.train(wait=True)
     with pytest.raises(RuntimeError, match="Import the keypoints first"):
         bpy.ops.jokr.render_strip()
+    scene = bpy.context.scene
+    scene.jokr.keypoint_source = 'TRACKS'
     bpy.ops.jokr.import_keypoints(wait=True)
-    bpy.data.objects.remove(bpy.data.objects[f"{JOB}.A.kp02"])
-    with pytest.raises(RuntimeError, match="JOKR.job.A.kp02 is missing"):
-        bpy.ops.jokr.render_strip()
+    scene.jokr.keypoint_source = 'EMPTIES'  # the tracks are there, the empties are not
+    with pytest.raises(RuntimeError, match="rendering BA reads clip B's keypoint empties"):
+        bpy.ops.jokr.render_strip(direction='BA')
 
 
 def test_keypoint_dragged_out_of_the_frame_is_named(imported):
