@@ -4,13 +4,32 @@ and render one animal's motion with the other's look. The engine runs as a separ
 
 import bpy
 
-from .blender import operators, panels, preferences, properties, timers
+from .blender import (
+    clean_plate,
+    engine_install,
+    mask_sources,
+    operators,
+    panels,
+    paths,
+    preferences,
+    properties,
+    scene_setup,
+    smoothing,
+    timers,
+)
 
 classes = (
     *preferences.classes,
     *properties.classes,
     *operators.classes,
+    *engine_install.classes,
+    *scene_setup.classes,
+    *paths.classes,
+    *clean_plate.classes,
+    *mask_sources.classes,
+    *smoothing.classes,
     *panels.classes,
+    *mask_sources.panel_classes,
 )
 
 
@@ -20,10 +39,12 @@ def register():
     properties.register()
     panels.register()
     timers.register()
+    engine_install.register()
 
 
 def unregister():
     timers.unregister()  # first: stops running engines while their callbacks can still be dropped
+    engine_install.unregister()
     panels.unregister()
     properties.unregister()
     for cls in reversed(classes):

@@ -9,11 +9,24 @@ import os
 import traceback
 
 import bpy
-from bpy.props import BoolProperty
+from bpy.props import BoolProperty, EnumProperty
 
 from ..io import job_state, keypoint_file, protocol
 from ..io.process import EngineStartError
-from . import compat, keypoints, preferences, properties, render, session, strips, timers
+from ..io.results import DIRECTIONS
+from . import (
+    compat,
+    keypoints,
+    mask_sources,
+    preferences,
+    properties,
+    render,
+    result_strips,
+    session,
+    strips,
+    timers,
+    tracks,
+)
 from .session import UserError, manager
 
 CANCEL_GRACE_S = 20.0
@@ -36,6 +49,14 @@ def _job_busy(settings) -> bool:
     return bool(settings.job_dir) and manager.is_running(bpy.path.abspath(settings.job_dir))
 
 
+def _busy_why(scene, why: str) -> str:
+    """A poll message for a busy job: `why`, or whose engine it is when this Blender did not start it."""
+    if scene is not None and scene.jokr.followed_engine:
+        return (f"An engine this Blender did not start is training this job ({scene.jokr.followed_engine}): "
+                "the panel follows it")
+    return why
+
+
 def _poll(cls, checks) -> bool:
     """The first failed check's reason becomes the greyed-out button's tooltip; checks are (ok, why)."""
     for ok, why in checks:
@@ -51,7 +72,7 @@ def _has_idle_job(cls, context) -> bool:
     return _poll(cls, [(scene is not None, "Open a scene with a Video Sequencer"),
                        (scene is not None and bool(scene.jokr.job_dir), "No job yet: press Train first"),
                        (scene is not None and not _job_busy(scene.jokr),
-                        "The engine is working on this job: wait for it, or Cancel")])
+                        _busy_why(scene, "The engine is working on this job: wait for it, or Cancel"))])
 
 
 def _standard_view(scene) -> bool:
@@ -94,10 +115,24 @@ def _start_run(context, scene, job_dir: str, argv: list[str], command: str, foll
         run = manager.start(job_dir, argv, command, session.engine_env(context), finished)
     except EngineStartError as error:
         raise UserError(str(error)) from None
-    session.run_owners[manager.key(job_dir)] = (scene_name, session.stored_path(job_dir))
+    session.run_owners[manager.key(job_dir)] = (scene_name, os.path.abspath(job_dir))
+    preferences.remember_quit_policy(preferences.get(context))
     properties.sync(scene.jokr, manager.state(job_dir), manager.key(job_dir))
     timers.ensure_polling()
     return run
+
+
+def _record_task(settings, command: str, note: str = "", error: str = "") -> None:
+    """What Import or Render did without the engine, or why it stopped before it: the panel shows this
+    instead of the previous run's outcome (a failed Render must not still say the strip was updated)."""
+    if not settings.job_dir:
+        return
+    job_dir = bpy.path.abspath(settings.job_dir)
+    if manager.is_running(job_dir):  # the running task keeps the panel
+        return
+    state = manager.state(job_dir)
+    state.record_task(command, note, job_state.ErrorInfo(error, "", "bad_input") if error else None)
+    properties.sync(settings, state, manager.key(job_dir))
 
 
 def _push_undo(message: str) -> None:
@@ -141,21 +176,23 @@ class JOKR_OT_train(bpy.types.Operator):
         return _poll(cls, [(scene is not None and scene.sequence_editor is not None,
                             "Open a scene with a Video Sequencer holding the two strips"),
                            (scene is not None and not _job_busy(scene.jokr),
-                            "A job is running in this scene: wait for it, or Cancel")])
+                            _busy_why(scene, "A job is running in this scene: wait for it, or Cancel"))])
 
     def execute(self, context):
         scene, settings = _settings(context)
         try:
             python = session.engine_python(context)
-            clip_a = strips.clip_from_settings(scene, settings.clip_a, "A")
-            clip_b = strips.clip_from_settings(scene, settings.clip_b, "B")
-            if clip_a.strip_name == clip_b.strip_name:
-                raise UserError("Clip A and clip B are the same strip: choose two different clips")
             root, note = session.job_root(context)
             job_dir = os.path.join(root, session.job_name(settings))
+            clip_a = strips.clip_from_settings(scene, settings.clip_a, "A", job_dir)
+            clip_b = strips.clip_from_settings(scene, settings.clip_b, "B", job_dir)
+            if clip_a.strip_name == clip_b.strip_name:
+                raise UserError("Clip A and clip B are the same strip: choose two different clips")
             # A folder whose job never reached a checkpoint (failed at start-up) takes a new training.
             if job_state.has_checkpoint(job_dir):
                 raise UserError(f"{job_dir} already holds a trained job: set another Job Name for a new one")
+            for line in mask_sources.render_mask_sources(scene, settings, job_dir, (clip_a, clip_b)):
+                self.report({'INFO'}, line)
             overrides = {key: getattr(settings, key) for key in SETTING_OVERRIDES if getattr(settings, key)}
             if settings.perceptual != 'PRESET':
                 overrides["perceptual"] = settings.perceptual
@@ -191,10 +228,25 @@ class JOKR_OT_cancel(bpy.types.Operator):
         scene = compat.sequencer_scene(context)
         return _poll(cls, [(scene is not None and _job_busy(scene.jokr), "No training is running")])
 
+    def invoke(self, context, event):
+        _scene, settings = _settings(context)
+        run = manager.run(bpy.path.abspath(settings.job_dir))
+        if run is not None and not run.owned:  # someone else's run (another Blender, the command line): ask
+            return context.window_manager.invoke_confirm(
+                self, event, title="Stop Someone Else's Training?",
+                message=f"This Blender did not start this training ({settings.followed_engine}). It will save "
+                        "a checkpoint and stop; Resume continues it.",
+                confirm_text="Stop Training", icon='WARNING')
+        return self.execute(context)
+
     def execute(self, context):
         scene, settings = _settings(context)
         job_dir = bpy.path.abspath(settings.job_dir)
-        manager.cancel(job_dir, CANCEL_GRACE_S)
+        try:
+            manager.cancel(job_dir, CANCEL_GRACE_S)
+        except OSError as error:
+            self.report({'ERROR'}, f"Cannot ask the engine to stop: {error}")
+            return {'CANCELLED'}
         properties.sync(settings, manager.state(job_dir), manager.key(job_dir))
         self.report({'INFO'}, "Cancelling: the engine saves a checkpoint and stops")
         return {'FINISHED'}
@@ -210,7 +262,8 @@ class JOKR_OT_resume(bpy.types.Operator):
     @classmethod
     def poll(cls, context):
         scene = compat.sequencer_scene(context)
-        return _poll(cls, [(scene is not None and not _job_busy(scene.jokr), "The job is running"),
+        return _poll(cls, [(scene is not None and not _job_busy(scene.jokr),
+                            _busy_why(scene, "The job is running")),
                            (scene is not None and scene.jokr.can_resume,
                             "Nothing to resume: only a cancelled or failed job with a checkpoint can continue")])
 
@@ -262,8 +315,9 @@ def _keypoints_stale(job_dir: str, path: str) -> bool:
 class JOKR_OT_import_keypoints(bpy.types.Operator):
     bl_idname = "jokr.import_keypoints"
     bl_label = "Import Keypoints"
-    bl_description = ("Create or update the keypoint empties of both clips, keyed on every frame, over "
-                      "cameras that show the footage; your edits are kept")
+    bl_description = ("Create or update the keypoints of both clips (as empties keyed on every frame over "
+                      "cameras that show the footage, or as Movie Clip tracks): the engine's keys are "
+                      "replaced, the keys you set are kept")
     bl_options = {'REGISTER', 'UNDO'}
     reset: BoolProperty(name="Reset to Engine Keypoints", options={'SKIP_SAVE'},
                         description="Replace the empties' animation (your edits too) with the engine's")
@@ -274,9 +328,20 @@ class JOKR_OT_import_keypoints(bpy.types.Operator):
         return _has_idle_job(cls, context)
 
     def invoke(self, context, event):
-        if self.reset:  # it discards the artist's keyframes: ask first
-            return context.window_manager.invoke_confirm(self, event)
-        return self.execute(context)
+        if not self.reset:
+            return self.execute(context)
+        settings = compat.sequencer_scene(context).jokr
+        job_name = os.path.basename(os.path.normpath(bpy.path.abspath(settings.job_dir)))
+        if settings.keypoint_source == 'TRACKS':
+            lost, what = tracks.count_artist_markers(job_name), "markers"
+        else:
+            lost, what = keypoints.count_artist_keys(job_name)[0], "keys"
+        if not lost:  # nothing of the artist's to lose: no question to ask
+            return self.execute(context)
+        return context.window_manager.invoke_confirm(
+            self, event, title="Reset to Engine Keypoints",
+            message=f"Discard the {lost} {what} you set and use the engine's keypoints everywhere?",
+            confirm_text="Discard My Edits", icon='WARNING')
 
     def execute(self, context):
         scene, settings = _settings(context)
@@ -290,12 +355,14 @@ class JOKR_OT_import_keypoints(bpy.types.Operator):
                 strips.get_strip(scene, clip.strip, f"clip {label}")  # fail before the engine runs
             path = os.path.join(job_dir, "keypoints.json")
 
-            def build(target_scene) -> keypoints.ImportResult:
+            def build(target_scene):
                 rig_scene = bpy.data.scenes.get(rig_scene_name) or target_scene
                 try:
                     keypoints_data = keypoint_file.load(path)
                 except keypoint_file.KeypointFileError as error:
                     raise UserError(str(error)) from None
+                if target_scene.jokr.keypoint_source == 'TRACKS':
+                    return tracks.import_tracks(target_scene, target_scene.jokr, job_name, keypoints_data, reset)
                 result = keypoints.import_rig(rig_scene, target_scene, target_scene.jokr, job_name,
                                               keypoints_data, reset)
                 for footage_scene in {rig_scene, target_scene}:
@@ -313,59 +380,75 @@ class JOKR_OT_import_keypoints(bpy.types.Operator):
                 return {'FINISHED'}
             result = build(scene)
         except UserError as error:
+            _record_task(settings, "keypoints", error=str(error))
             self.report({'ERROR'}, str(error))
             return {'CANCELLED'}
-        self.report({'WARNING'} if result.kept_edited or result.warnings else {'INFO'}, result.message())
+        _record_task(settings, "keypoints", note=result.message())
+        self.report({'WARNING'} if result.worth_a_warning else {'INFO'}, result.message())
         return {'FINISHED'}
+
+
+DIRECTION_ITEMS = (('AB', "AB", "Clip A's motion with clip B's look, over clip A's strip"),
+                   ('BA', "BA", "Clip B's motion with clip A's look, over clip B's strip"))
 
 
 class _RenderBase:
     bl_options = {'REGISTER', 'UNDO'}
+    direction: EnumProperty(name="Direction", items=DIRECTION_ITEMS, default='AB',
+                            description="Whose motion drives the result: only that clip's keypoints count")
     wait: WAIT
 
     @classmethod
     def poll(cls, context):
         return _has_idle_job(cls, context)
 
-    def frames(self, scene, job_name: str, keypoints_data) -> tuple[int, int] | None:
+    def frames(self, scene, job_name: str, keypoints_data, source: str) -> tuple[int, int] | None:
         return None
 
     def execute(self, context):
         scene, settings = _settings(context)
+        direction, source = DIRECTIONS[self.direction], settings.keypoint_source
         try:
             job_dir = session.current_job_dir(settings)
             job_name = os.path.basename(job_dir)
-            driving = strips.get_strip(scene, settings.clip_a.strip, "clip A")
+            driver_clip = settings.clip_a if direction.driver == "A" else settings.clip_b
+            driving = strips.get_strip(scene, driver_clip.strip, f"clip {direction.driver}")
             try:
                 engine_keypoints = keypoint_file.load(os.path.join(job_dir, "keypoints.json"))
             except keypoint_file.KeypointFileError:
-                raise UserError("Import the keypoints first: rendering reads the keypoint empties") from None
-            edited = render.edited_keypoint_file(job_name, engine_keypoints, scene)
-            if render.views_changed(job_name, scene):
+                raise UserError("Import the keypoints first: rendering reads the keypoints you edited") from None
+            edited, missing = render.edited_keypoint_file(job_name, engine_keypoints, scene, direction, source)
+            if missing:
+                self.report({'INFO'}, f"Clip {direction.driver}'s keypoint{'s' if len(missing) > 1 else ''} "
+                                      f"{', '.join(map(str, missing))} "
+                                      f"{'have' if len(missing) > 1 else 'has'} no "
+                                      f"{'track' if source == 'TRACKS' else 'empty'}: the engine's are used")
+            if source == 'EMPTIES' and render.views_changed(job_name, scene):
                 self.report({'WARNING'}, "The scene's resolution changed since the keypoints were imported: "
                                          "the camera views no longer line up with the footage, but the render "
                                          "uses the keypoints where they were keyed")
-            if render.rig_first_frame(job_name, render.DRIVING) != driving.frame_final_start:
+            if render.rig_first_frame(job_name, direction.driver, source) != driving.frame_final_start:
                 self.report({'WARNING'}, f"Strip '{driving.name}' moved since the keypoints were imported: "
                                          "the result follows the strip, the keys stay where they were keyed")
-            frames = self.frames(scene, job_name, edited)
+            frames = self.frames(scene, job_name, edited, source)
             edited_path = render.edited_keypoints_path(job_dir)
             try:
                 keypoint_file.save(edited_path, edited)
             except OSError as error:
                 raise UserError(f"Cannot write {edited_path}: {error.strerror}") from None
-            argv = protocol.render_command(session.engine_python(context), job_dir, render.LOOK,
-                                           render.render_folder(job_dir), edited_path, frames,
+            argv = protocol.render_command(session.engine_python(context), job_dir, direction.look,
+                                           render.render_folder(job_dir, direction), edited_path, frames,
                                            session.device(context))
 
             def show(target_scene):
-                strip = render.update_result_strip(target_scene, target_scene.jokr, job_dir, job_name,
-                                                   frames[0] if frames else None)
+                strip = result_strips.update_result_strip(target_scene, target_scene.jokr, job_dir, direction,
+                                                          frames[0] if frames else None)
                 _standard_view(target_scene)
                 return f"result strip '{strip.name}' updated"
 
             run = _start_run(context, scene, job_dir, argv, "render", show)
         except UserError as error:
+            _record_task(settings, "render", error=str(error))
             self.report({'ERROR'}, str(error))
             return {'CANCELLED'}
         if self.wait:
@@ -377,8 +460,8 @@ class _RenderBase:
 class JOKR_OT_render_strip(_RenderBase, bpy.types.Operator):
     bl_idname = "jokr.render_strip"
     bl_label = "Render Strip"
-    bl_description = ("Render clip A's motion, as the keypoint empties now move, with clip B's look, into a "
-                      "strip above the clips")
+    bl_description = ("Render one clip's motion, as its keypoints now move, with the other clip's look, into a "
+                      "strip directly above the driving clip (AB: A's motion over A; BA: B's motion over B)")
 
 
 class JOKR_OT_render_frame(_RenderBase, bpy.types.Operator):
@@ -386,11 +469,12 @@ class JOKR_OT_render_frame(_RenderBase, bpy.types.Operator):
     bl_label = "Render Current Frame"
     bl_description = "Render only the current frame, for quick feedback on a keypoint edit"
 
-    def frames(self, scene, job_name, keypoints_data):
+    def frames(self, scene, job_name, keypoints_data, source):
         # The clip frame whose keys sit under the playhead: the one the artist just edited.
-        index = scene.frame_current - render.rig_first_frame(job_name, render.DRIVING)
-        if not 0 <= index < keypoints_data.frame_count(render.DRIVING):
-            raise UserError(f"Frame {scene.frame_current} is outside the keyed frames of clip A")
+        driver = DIRECTIONS[self.direction].driver
+        index = scene.frame_current - render.rig_first_frame(job_name, driver, source)
+        if not 0 <= index < keypoints_data.frame_count(driver):
+            raise UserError(f"Frame {scene.frame_current} is outside the keyed frames of clip {driver}")
         return index, index + 1
 
 

@@ -10,7 +10,8 @@ import os
 import bpy
 import bpy.utils.previews
 
-from . import compat
+from ..io.results import DIRECTIONS
+from . import compat, render
 
 PREVIEW_SCALE = 8.0
 
@@ -87,6 +88,14 @@ class JOKR_PT_clips(_JokrPanel, bpy.types.Panel):
                 box.prop(clip, "luma_threshold")
             elif clip.mask_source == 'FOLDER':
                 box.prop(clip, "mask_folder", text="")
+            elif clip.mask_source == 'MATTING':
+                box.prop(clip, "matting_model")
+            elif clip.mask_source == 'MASK_STRIP':
+                box.prop_search(clip, "mask_strip", editor, compat.STRIPS_ALL, text="Mask")
+        row = layout.row(align=True)
+        row.label(text="Set Scene to", icon='SCENE_DATA')
+        for label in ("A", "B"):
+            row.operator("jokr.scene_from_clip", text=f"Clip {label}").clip = label
 
 
 class JOKR_PT_training(_JokrPanel, bpy.types.Panel):
@@ -117,6 +126,8 @@ class JOKR_PT_training(_JokrPanel, bpy.types.Panel):
         if settings.device_name:
             state_text += f" on {settings.device_name}"
         layout.progress(factor=settings.progress, type='BAR', text=f"{state_text}  {settings.progress:.0%}")
+        if settings.followed_engine:  # read-only: this Blender did not start it (Cancel asks first)
+            layout.label(text=f"Started elsewhere: {settings.followed_engine}", icon='LINKED')
         if settings.iterations:
             details = layout.column(align=True)
             details.label(text=f"Step {settings.step}: {settings.iteration} / {settings.iterations}")
@@ -144,13 +155,33 @@ class JOKR_PT_keypoints(_JokrPanel, bpy.types.Panel):
     def draw(self, context):
         layout = self.layout
         settings = compat.sequencer_scene(context).jokr
+        layout.row().prop(settings, "keypoint_source", expand=True)
         column = layout.column(align=True)
-        column.operator("jokr.import_keypoints", icon='EMPTY_AXIS')
+        column.operator("jokr.import_keypoints", icon='EMPTY_AXIS' if settings.keypoint_source == 'EMPTIES'
+                        else 'TRACKER')
         reset = column.operator("jokr.import_keypoints", text="Reset to Engine Keypoints", icon='LOOP_BACK')
         reset.reset = True
-        column = layout.column(align=True)
-        column.operator("jokr.render_strip", icon='RENDER_ANIMATION')
-        column.operator("jokr.render_frame", icon='RENDER_STILL')
+        column.operator("jokr.smooth_keypoints", icon='SMOOTHCURVE')
+        if settings.keypoint_source == 'EMPTIES':
+            row = column.row(align=True)
+            row.operator("jokr.keypoint_paths", text="Show Paths", icon='IPO_BEZIER').action = 'SHOW'
+            row.operator("jokr.keypoint_paths", text="Clear Paths", icon='X').action = 'CLEAR'
+        job_name = os.path.basename(os.path.normpath(bpy.path.abspath(settings.job_dir))) if settings.job_dir else ""
+        for code, direction in DIRECTIONS.items():
+            box = layout.box()
+            box.label(text=f"{code}: {direction.describe()}", icon='SEQUENCE')
+            box.label(text=f"Only clip {direction.driver}'s keypoints drive it", icon='INFO')
+            missing = render.missing_keypoints(job_name, direction.driver, settings.keypoint_source) \
+                if job_name else []
+            if missing:
+                kind = "track" if settings.keypoint_source == 'TRACKS' else "empty"
+                box.label(text=f"Keypoint{'s' if len(missing) > 1 else ''} {', '.join(map(str, missing))} "
+                               f"without {kind}: the engine's used", icon='MODIFIER_OFF')
+            row = box.row(align=True)
+            row.operator("jokr.render_strip", text="Render Strip", icon='RENDER_ANIMATION').direction = code
+            row.operator("jokr.render_frame", text="Current Frame", icon='RENDER_STILL').direction = code
+            box.operator("jokr.clean_plate", text=f"Clean Plate of {direction.driver} (under {code})",
+                         icon='IMAGE_DATA').clip = direction.driver
         if settings.task_text:
             box = layout.box()
             box.alert = settings.task_failed

@@ -8,6 +8,7 @@ import os
 import bpy
 from bpy.props import (
     BoolProperty,
+    CollectionProperty,
     EnumProperty,
     FloatProperty,
     FloatVectorProperty,
@@ -16,7 +17,7 @@ from bpy.props import (
     StringProperty,
 )
 
-from ..io import job_state
+from ..io import job_state, masks
 from ..io.process import JobManager
 from ..io.protocol import PRESETS
 from . import compat
@@ -29,6 +30,20 @@ MASK_SOURCE_ITEMS = (
     ('KEY', "Key Colour", "Everything farther than the threshold from a key colour (green screen)"),
     ('LUMA', "Luma", "Everything brighter than the threshold"),
     ('FOLDER', "Image Folder", "A folder of mask images, one per frame of the whole clip"),
+    # 'AUTO' above is the masks folder (saved .blend files keep that identifier); this is the matting model.
+    ('MATTING', "Automatic (u2netp)", "The engine finds the animal on every frame with a matting model "
+                                      "before training (cached in the job folder; Show Masks shows them)"),
+    ('MASK_STRIP', "Mask Strip", "A sequencer Mask strip (Blender's rotoscoping): rendered frame by frame "
+                                 "at the clip's size into the job folder, inside the mask is the animal"),
+)
+
+MATTING_MODEL_ITEMS = (
+    ('u2netp', "u2netp", "Small and fast (about 0.25 s a frame on a CPU), Apache-2.0"),
+    ('isnet', "ISNet", "Often a little more accurate, about 15× slower; optional (`jokr-engine setup --isnet`). "
+                       "Its weights' licence is unclear (the package is AGPL-3.0, its notice calls the model "
+                       "MIT, its training set is non-commercial): check before commercial use"),
+    ('both', "Both (Average)", "The average of both models' probabilities: the best masks, the time of both; "
+                               "ISNet's licence caveat applies"),
 )
 
 PRESET_DESCRIPTIONS = {
@@ -55,6 +70,21 @@ class JOKR_PG_clip(bpy.types.PropertyGroup):
                                   description="Pixels brighter than this are the animal")
     mask_folder: StringProperty(name="Mask Folder", subtype='DIR_PATH', options=compat.BLEND_RELATIVE_PATH,
                                 description="Folder of mask images, one per frame of the whole clip")
+    matting_model: EnumProperty(name="Model", items=MATTING_MODEL_ITEMS, default='u2netp',
+                                description="The matting model of the Automatic mask source")
+    mask_strip: StringProperty(name="Mask Strip",
+                               description="Sequencer Mask strip whose mask is the animal, on the clip's frames "
+                                           "(with Automatic masks: Override Masks puts it over them where it is "
+                                           "not empty)")
+
+
+class JOKR_PG_suspect(bpy.types.PropertyGroup):
+    """A frame whose automatic mask looks wrong (the engine's `mask_check`), for the panel's list."""
+
+    clip: StringProperty(name="Clip")
+    index: IntProperty(name="Frame Index", description="Frame in the clip's range (0: its first frame)")
+    frame: StringProperty(name="Frame", description="The frame's name")
+    reasons: StringProperty(name="Reasons")
 
 
 class JOKR_PG_job(bpy.types.PropertyGroup):
@@ -78,6 +108,12 @@ class JOKR_PG_job(bpy.types.PropertyGroup):
     job_dir: StringProperty(name="Job Folder", subtype='DIR_PATH', description="Folder of this scene's job",
                             options=compat.BLEND_RELATIVE_PATH)
     result_strip: StringProperty(name="Result Strip", description="Strip showing the rendered frames")
+    keypoint_source: EnumProperty(
+        name="Keypoints As", default='EMPTIES',
+        description="What Import writes the keypoints to and Render reads them back from",
+        items=[('EMPTIES', "Empties", "Keyed empties over cameras that show the footage (3D view, Graph Editor)"),
+               ('TRACKS', "Tracks", "Tracks of a Movie Clip, one marker per frame (Clip editor: track path, "
+                                    "Filter and Clean Tracks, graph view); a track's name says which keypoint it is")])
 
     # Mirrors of the job's state, for drawing.
     state: EnumProperty(name="State", items=STATE_ITEMS, default='idle')
@@ -92,8 +128,15 @@ class JOKR_PG_job(bpy.types.PropertyGroup):
     preview_path: StringProperty(name="Preview")
     error_message: StringProperty(name="Error")
     error_hint: StringProperty(name="Hint")
+    followed_engine: StringProperty(name="Engine Elsewhere",
+                                    description="The engine training this job, when this Blender did not start it")
     task_text: StringProperty(name="Task", description="The latest keypoints or render run")
     task_failed: BoolProperty(name="Task Failed")
+    masking_text: StringProperty(name="Masks", description="Automatic masks being made")
+    masking_progress: FloatProperty(name="Masks Progress", subtype='FACTOR', min=0.0, max=1.0)
+    mask_check_text: StringProperty(name="Mask Check", description="What the check of the automatic masks found")
+    suspect_frames: CollectionProperty(type=JOKR_PG_suspect, name="Suspect Frames",
+                                       description="Frames whose automatic mask looks wrong")
 
 
 def sync(settings, state: job_state.JobState, job_dir: str) -> None:
@@ -115,14 +158,22 @@ def sync(settings, state: job_state.JobState, job_dir: str) -> None:
         "preview_path": state.preview_path or "",
         "error_message": state.error.message if state.error and state.state == "failed" else "",
         "error_hint": state.error.hint if state.error and state.state == "failed" else "",
+        "followed_engine": state.followed_engine,
         "task_text": task_text(state.task),
         "task_failed": bool(state.task and state.task.status == "failed"),
     }
+    values.update(masks.masking_mirrors(state))
     for name, value in values.items():
         current = getattr(settings, name)
         changed = abs(current - value) > 1e-6 if isinstance(value, float) else current != value
         if changed:
             setattr(settings, name, value)
+    rows = masks.suspect_rows(state)
+    if [(r.clip, r.index, r.frame, r.reasons) for r in settings.suspect_frames] != rows:
+        settings.suspect_frames.clear()
+        for clip, index, frame, reasons in rows:
+            row = settings.suspect_frames.add()
+            row.clip, row.index, row.frame, row.reasons = clip, index, frame, reasons
 
 
 def task_text(task: job_state.TaskState | None) -> str:
@@ -155,7 +206,7 @@ def sync_scenes(job_dir: str, state: job_state.JobState) -> None:
             sync(settings, state, job_dir)
 
 
-classes = (JOKR_PG_clip, JOKR_PG_job)
+classes = (JOKR_PG_clip, JOKR_PG_suspect, JOKR_PG_job)
 
 
 def register():

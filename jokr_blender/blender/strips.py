@@ -13,7 +13,8 @@ from dataclasses import dataclass
 
 import bpy
 
-from ..io.protocol import ClipArgs, mask_alpha, mask_key, mask_luma
+from ..io import masks
+from ..io.protocol import ClipArgs, mask_alpha, mask_auto, mask_key, mask_luma
 from . import compat
 from .session import UserError
 
@@ -102,8 +103,31 @@ def _movie_clip(strip, what: str) -> tuple[str, int]:
     return path, int(strip.animation_offset_start + strip.frame_offset_start)
 
 
-def _mask(scene, clip, strip, what: str) -> str | None:
+def get_mask_strip(scene, name: str, what: str):
+    """The sequencer Mask strip a clip's matte comes from; UserError when it is missing or not a mask."""
+    if not name:
+        raise UserError(f"Choose the Mask strip of {what} in the JOKR panel")
+    strip = compat.find_strip(scene, name)
+    if strip is None:
+        raise UserError(f"Mask strip '{name}' ({what}) is not in the sequencer any more: add it back or choose "
+                        "another in the JOKR panel")
+    if strip.type != 'MASK' or strip.mask is None:
+        raise UserError(f"Strip '{name}' ({what}) is a {strip.type.lower()} strip, not a Mask strip with a mask: "
+                        "add the mask with Add › Mask, or choose the mask source Matte Strip")
+    return strip
+
+
+def _mask(scene, clip, strip, label: str, job_dir: str | None) -> str | None:
+    what = f"clip {label}"
     source = clip.mask_source
+    if source == 'MATTING':
+        return mask_auto(clip.matting_model)
+    if source == 'MASK_STRIP':
+        get_mask_strip(scene, clip.mask_strip, f"mask of {what}")
+        if job_dir is None:
+            raise ValueError("the mask source Mask Strip needs the job folder its masks are rendered into")
+        # Rendered there by the Train operator (blender/mask_sources.py) before the engine starts.
+        return masks.strip_mask_folder(job_dir, label)
     if source == 'ALPHA':
         if strip.type != 'IMAGE':
             raise UserError(f"Mask 'Alpha' of {what} needs an image sequence with alpha, not a movie")
@@ -138,13 +162,14 @@ def strip_fps(scene, strip) -> float:
     return scene.render.fps / scene.render.fps_base
 
 
-def clip_from_settings(scene, clip, label: str) -> StripClip:
-    """The engine clip of one of the panel's clips; UserError for anything the engine would refuse."""
+def clip_from_settings(scene, clip, label: str, job_dir: str | None = None) -> StripClip:
+    """The engine clip of one of the panel's clips; UserError for anything the engine would refuse.
+    `job_dir`: where a Mask strip's mattes go (mask source Mask Strip)."""
     what = f"clip {label}"
     strip = get_strip(scene, clip.strip, what)
     path, start = _image_clip(strip, what) if strip.type == 'IMAGE' else _movie_clip(strip, what)
     count = int(strip.frame_final_duration)
-    args = ClipArgs(path=path, start=start, count=count, mask=_mask(scene, clip, strip, what))
+    args = ClipArgs(path=path, start=start, count=count, mask=_mask(scene, clip, strip, label, job_dir))
     return StripClip(label, strip.name, args, int(strip.frame_final_start), count, strip_fps(scene, strip))
 
 

@@ -18,6 +18,7 @@ DONE_STATUSES = ("finished", "cancelled", "paused")
 PRESETS = ("tiny", "demo", "fast", "paper")
 DEVICES = ("auto", "cuda", "mps", "cpu")
 LOOKS = ("A", "B")
+MATTING_MODELS = ("u2netp", "isnet", "both")  # the mask source `auto[:MODEL]` (docs/CLI.md, "Clips")
 
 
 class ProtocolError(ValueError):
@@ -45,6 +46,14 @@ def _is_optional_str(value) -> bool:
     return value is None or isinstance(value, str)
 
 
+def _is_suspects(value) -> bool:
+    """`mask_check`'s suspect frames: [{index, frame, reasons}]."""
+    return isinstance(value, list) and all(
+        isinstance(item, dict) and _is_int(item.get("index")) and isinstance(item.get("frame"), str)
+        and isinstance(item.get("reasons"), list) and all(isinstance(r, str) for r in item["reasons"])
+        for item in value)
+
+
 _KINDS = {
     "str": (lambda v: isinstance(v, str), "a string"),
     "str?": (_is_optional_str, "a string or null"),
@@ -54,6 +63,7 @@ _KINDS = {
     "dict?": (lambda v: v is None or isinstance(v, dict), "an object or null"),
     "list": (lambda v: isinstance(v, list), "a list"),
     "losses": (_is_losses, "an object of numbers"),
+    "suspects": (_is_suspects, "a list of {index, frame, reasons}"),
 }
 
 # event → {field: (kind, required)}
@@ -64,15 +74,25 @@ EVENT_FIELDS: dict[str, dict[str, tuple[str, bool]]] = {
         "resumed_from": ("dict?", False),
     },
     "progress": {
-        "step": ("int", True), "iteration": ("int", True), "of": ("int", True),
+        "command": ("str", False), "step": ("int", True), "iteration": ("int", True), "of": ("int", True),
         "losses": ("losses", False), "its_per_s": ("number?", False), "eta_s": ("number?", False),
     },
-    "preview": {"step": ("int", False), "iteration": ("int", False), "path": ("str", True)},
+    "preview": {"command": ("str", False), "step": ("int", False), "iteration": ("int", False),
+                "path": ("str", True)},
     "checkpoint": {
-        "step": ("int", True), "iteration": ("int", True), "path": ("str", True), "reason": ("str", False),
+        "command": ("str", False), "step": ("int", True), "iteration": ("int", True), "path": ("str", True),
+        "reason": ("str", False),
     },
     "done": {"command": ("str", True), "status": ("str", True), "outputs": ("dict", False)},
-    "error": {"message": ("str", True), "hint": ("str", False), "code": ("str", False)},
+    "error": {"command": ("str", False), "message": ("str", True), "hint": ("str", False),
+              "code": ("str", False)},
+    "masking": {
+        "command": ("str", False), "clip": ("str", True), "model": ("str", False), "done": ("int", True),
+        "of": ("int", True), "cached": ("int", False), "s_per_frame": ("number?", False),
+        "eta_s": ("number?", False), "device": ("str?", False),
+    },
+    "mask_check": {"command": ("str", False), "clip": ("str", True), "frames": ("int", False),
+                   "suspect": ("suspects", True), "report": ("str", False)},
 }
 
 
@@ -160,6 +180,13 @@ def mask_key(rgb: tuple[float, float, float], threshold: float) -> str:
     return f"key:{channels}:{_threshold(threshold)}"
 
 
+def mask_auto(model: str = "u2netp") -> str:
+    """`auto` (u2netp, the default), `auto:isnet` or `auto:both`: the engine mattes every frame."""
+    if model not in MATTING_MODELS:
+        raise ValueError(f"unknown matting model {model!r}")
+    return "auto" if model == MATTING_MODELS[0] else f"auto:{model}"
+
+
 def _threshold(value: float) -> str:
     return format(min(max(float(value), 0.0), 1.0), ".4g")
 
@@ -199,6 +226,17 @@ def train_command(
 
 def resume_command(python: str, job_dir: str, device: str = "auto") -> list[str]:
     return engine_command(python, "train", "--job", job_dir, "--resume", "--device", device)
+
+
+def smooth_command(python: str, keypoints: str, out: str, clips: tuple[str, ...] = (),
+                   strength: float | None = None) -> list[str]:
+    """`smooth`: torch-free, well under a second (docs/CLI.md)."""
+    args = ["smooth", "--keypoints", keypoints, "--out", out]
+    for label in clips:
+        args += ["--clip", label]
+    if strength is not None:
+        args += ["--strength", format(float(strength), ".6g")]
+    return engine_command(python, *args)
 
 
 def keypoints_command(python: str, job_dir: str, out: str | None = None, device: str = "auto") -> list[str]:

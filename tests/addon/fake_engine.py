@@ -3,12 +3,15 @@
 Run as `python fake_engine.py [-m jokr_engine] COMMAND …` (tests wrap it in a fake "python" script).
 JOKR_FAKE_MODE picks the behaviour:
   finish (default)  well-behaved: events, CANCEL/SIGTERM → checkpoint + done cancelled
-  noise             like finish, with non-event lines on stdout
+  noise             like finish, with non-event lines on stdout and in events.jsonl
   crash             dies with a traceback on stderr after a few progress events (exit 1)
   missing-torch     fails at import like an engine without torch (exit 1), also for --version
   bad-input         reports an error event with code bad_input (exit 2)
   stubborn          ignores CANCEL and SIGTERM and spawns a grandchild; only a group kill stops it
 JOKR_FAKE_ITERATIONS (default 5) and JOKR_FAKE_SLEEP (default 0.05 s) set the pace.
+Like the engine, every command on an existing job folder appends its events to <job>/events.jsonl, and
+`train` holds the job's lock (the engine's own jokr_engine/job_lock.py) or refuses a job whose lock is live.
+A mask source `auto[:MODEL]` makes fake automatic masks before training (auto_masks below).
 Keypoints are K = JOKR_FAKE_KEYPOINTS (default 4) points on a circle; `render` draws keypoint 0 as a
 white square on transparent frames, so edits of keypoint 0 show in the pixels.
 """
@@ -25,6 +28,11 @@ import subprocess
 import sys
 import time
 import zlib
+from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[2]))
+from jokr_engine.errors import JokrError  # noqa: E402
+from jokr_engine.job_lock import JobLock  # noqa: E402
 
 SCHEMA = "jokr.events/1"
 MODE = os.environ.get("JOKR_FAKE_MODE", "finish")
@@ -46,15 +54,18 @@ def write_png(path: str, width: int, height: int, rgba: bytes) -> None:
 
 
 class Emitter:
-    def __init__(self, job: str | None, log: bool):
-        self.log_path = os.path.join(job, "events.jsonl") if job and log else None
+    def __init__(self, job: str | None, command: str):
+        self.job, self.command = job, command
 
     def emit(self, event: str, **fields) -> None:
-        line = json.dumps({"schema": SCHEMA, "event": event, "time": time.time(), **fields})
+        line = json.dumps({"schema": SCHEMA, "event": event, "time": time.time(), "command": self.command,
+                           **fields})
         print(line, flush=True)
-        if self.log_path:
-            with open(self.log_path, "a") as stream:
+        if self.job and os.path.isdir(self.job):
+            with open(os.path.join(self.job, "events.jsonl"), "a") as stream:
                 stream.write(line + "\n")
+                if MODE == "noise":
+                    stream.write("a line that is not an event\n")
         if MODE == "noise":
             print("some library printing to stdout", flush=True)
 
@@ -95,6 +106,9 @@ def train(args, emit: Emitter) -> int:
         with open(os.path.join(job, "job.json"), "w") as stream:
             json.dump({"format": "fake", "clips": specs, "preset": args.preset, "argv": sys.argv}, stream)
         resumed = None
+        for label, spec in specs.items():
+            if (spec["mask"] or "").startswith("auto"):
+                auto_masks(job, label, spec, emit)
     plan = [{"step": 1, "iterations": ITERATIONS}, {"step": 2, "iterations": ITERATIONS}]
     emit.emit("started", command="train", job=job, device="cpu", device_name="Fake CPU", preset="tiny",
               plan=plan, resumed_from=resumed)
@@ -134,6 +148,29 @@ def train(args, emit: Emitter) -> int:
         emit.emit("checkpoint", step=step, iteration=ITERATIONS, path=path, reason="step_end")
     emit.emit("done", command="train", status="finished", outputs={"checkpoint": path})
     return 0
+
+
+def auto_masks(job: str, label: str, spec: dict, emit: Emitter) -> None:
+    """Mask source `auto`: each frame copied as its mask into <job>/auto_masks/<label>/<frame name>.png, with
+    `masking` events and a `mask_check` calling the range's second frame suspect (area_jump)."""
+    model = spec["mask"].partition(":")[2] or "u2netp"
+    folder = os.path.join(job, "auto_masks", label)
+    os.makedirs(folder, exist_ok=True)
+    files = sorted(f for f in os.listdir(spec["path"]) if f.lower().endswith(".png"))
+    files = files[spec["start"]:spec["start"] + spec["count"] if spec["count"] else None]
+    progress = {"clip": label, "model": model, "of": len(files), "cached": 0, "device": "CPUExecutionProvider"}
+    emit.emit("masking", done=0, s_per_frame=None, eta_s=None, **progress)
+    for done, name in enumerate(files, start=1):
+        with open(os.path.join(spec["path"], name), "rb") as source:
+            data = source.read()
+        with open(os.path.join(folder, os.path.splitext(name)[0] + ".png"), "wb") as mask:
+            mask.write(data)
+        emit.emit("masking", done=done, s_per_frame=SLEEP, eta_s=SLEEP * (len(files) - done), **progress)
+    suspect = [{"index": 1, "frame": os.path.splitext(files[1])[0], "reasons": ["area_jump"]}] if len(files) > 1 else []
+    report = os.path.join(folder, "mask_check.json")
+    with open(report, "w") as stream:
+        json.dump({"format": "jokr.mask_check", "version": 1, "frames": len(files), "suspect": suspect}, stream)
+    emit.emit("mask_check", clip=label, frames=len(files), suspect=suspect, report=report)
 
 
 def clip_frames(job: str, label: str) -> tuple[int, tuple[int, int], str, int]:
@@ -190,6 +227,17 @@ def render(args, emit: Emitter) -> int:
     return 0
 
 
+def clean_plate(args, emit: Emitter) -> int:
+    """A grey frame per clip frame, at the clip's size: the clip without its animal."""
+    emit.emit("started", command="clean-plate", job=args.job, plan=[], resumed_from=None)
+    count, (width, height), _path, _start = clip_frames(args.job, args.clip)
+    os.makedirs(args.out, exist_ok=True)
+    for index in range(count):
+        write_png(os.path.join(args.out, f"{index:05d}.png"), width, height, b"\x80\x80\x80\xff" * (width * height))
+    emit.emit("done", command="clean-plate", status="finished", outputs={"folder": args.out, "frames": count})
+    return 0
+
+
 def main(argv: list[str]) -> int:
     if argv[:2] == ["-m", "jokr_engine"]:
         argv = argv[2:]
@@ -208,14 +256,25 @@ def main(argv: list[str]) -> int:
         parser.add_argument(f"--{label}-start", type=int, default=0)
         parser.add_argument(f"--{label}-count", type=int)
         parser.add_argument(f"--{label}-mask")
-    for option in ("--job", "--preset", "--device", "--look", "--out", "--keypoints", "--frames"):
+    for option in ("--job", "--preset", "--device", "--look", "--out", "--keypoints", "--frames", "--clip"):
         parser.add_argument(option)
     parser.add_argument("--set", action="append", default=[])
     parser.add_argument("--resume", action="store_true")
     args = parser.parse_args(argv)
     signal.signal(signal.SIGTERM, on_sigterm)
-    emit = Emitter(args.job, log=args.command == "train")
-    return {"train": train, "keypoints": keypoints, "render": render}[args.command](args, emit)
+    emit = Emitter(args.job, args.command)
+    if args.command != "train":
+        return {"keypoints": keypoints, "render": render, "clean-plate": clean_plate}[args.command](args, emit)
+    lock = JobLock(args.job, "train")
+    try:
+        lock.acquire()
+    except JokrError as error:  # to stdout only: the job's log belongs to the engine that holds it
+        Emitter(None, "train").emit("error", message=error.message, hint=error.hint, code=error.code)
+        return 1
+    try:
+        return train(args, emit)
+    finally:
+        lock.release()
 
 
 if __name__ == "__main__":
