@@ -6,7 +6,7 @@ import sys
 
 from .engine_cli import REPO
 
-STEPS = ("cuda_tests", "bench_tiny", "bench_compare", "train", "eval", "groundtruth")
+STEPS = ("cuda_tests", "bench_tiny", "train", "eval", "groundtruth", "bench_compare")
 
 
 def run_check(tmp_path, seconds: int) -> tuple[subprocess.CompletedProcess, str]:
