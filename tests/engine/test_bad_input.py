@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 import torch
 
+from jokr_engine.acceleration import Acceleration
 from jokr_engine.errors import JokrError
 
 from .engine_cli import last_error, run_engine
@@ -169,7 +170,10 @@ def test_out_of_memory_names_the_setting_to_lower(monkeypatch, tmp_path):
     def exhausted(self, until=None):
         raise torch.OutOfMemoryError("CUDA out of memory")
 
-    monkeypatch.setattr(train_module.Trainer, "__init__", lambda self, *a, **k: setattr(self, "step", 1))
+    def bare_init(self, job, config, clips, device, emitter):
+        self.step, self.acceleration = 1, Acceleration.for_device(config, device)
+
+    monkeypatch.setattr(train_module.Trainer, "__init__", bare_init)
     monkeypatch.setattr(train_module.Trainer, "run", exhausted)
     job = train_module.Job(tmp_path)
     with pytest.raises(JokrError) as caught:

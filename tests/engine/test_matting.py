@@ -13,7 +13,7 @@ import cv2
 import numpy as np
 import pytest
 
-from jokr_engine import matting
+from jokr_engine import auto_masks, matting
 from jokr_engine.auto_masks import AutoMasker, MattingCancelled
 from jokr_engine.clips import ClipSpec, load_clip
 from jokr_engine.errors import JokrError
@@ -166,7 +166,10 @@ def dog_frames(shared_data):
     return np.stack([read_rgb(shared_data / "dog" / "frames" / f"{i:05d}.jpg") for i in range(3)])
 
 
-def test_the_cache_continues_after_a_cancel_and_rematts_changed_frames(matting_cache, dog_frames, tmp_path):
+def test_the_cache_continues_after_a_cancel_and_rematts_changed_frames(matting_cache, dog_frames, tmp_path,
+                                                                       monkeypatch):
+    # An event after every frame, so the cancel below lands after exactly one, however fast the machine.
+    monkeypatch.setattr(auto_masks, "EVENT_INTERVAL_S", 0.0)
     names = ["00000", "00001", "00002"]
     cancel = tmp_path / "CANCEL"
     folder = tmp_path / "auto_masks" / "A"
