@@ -22,6 +22,9 @@ def add_parser(sub, common) -> None:
     score.add_argument("--pair-dir", required=True, type=Path, help="the pair's folder, e.g. DIR/similar")
     score.add_argument("--out", type=Path, help="default <job>/groundtruth")
     score.add_argument("--phases", type=int, default=32, help="phase grid of the gait-phase estimate")
+    score.add_argument("--own-boxes", action="store_true",
+                       help="the job was trained on other masks of the pair's frames (e.g. --a-mask auto): place "
+                       "its render with its own crop boxes; the truth stays where the true masks put it")
     common(score)
 
     run = actions.add_parser("run", help="generate the pairs, train a job per pair, score, write the report")
@@ -57,7 +60,8 @@ def run(args: argparse.Namespace, emitter) -> dict:
 
         job = Job(args.job)
         job.read()  # a clear error when the folder is not a job
-        outputs = score_job(job, args.pair_dir, args.out or job.folder / "groundtruth", device, args.phases)
+        outputs = score_job(job, args.pair_dir, args.out or job.folder / "groundtruth", device, args.phases,
+                            args.own_boxes)
         return {"status": "finished", "outputs": outputs}
     from .run import run_benchmark
 

@@ -36,13 +36,13 @@ def _job_conditions(job, config, meta: dict) -> dict:
 
 
 def score_pair_job(job, pair: Pair, out: Path, device, phases: int = DEFAULT_PHASES,
-                   lpips: Lpips | None = None) -> tuple[dict, dict, dict]:
+                   lpips: Lpips | None = None, own_boxes: bool = False) -> tuple[dict, dict, dict]:
     """Renders both directions of a trained job into `out`/render_AB|BA and scores them with the ceiling and
     the baselines → ({direction: {row: scores}}, {direction: {row: RGBA stack}} for the picture, the job's
     conditions)."""
     from ..render import render
 
-    geometry = job_geometry(job, pair)
+    geometry = job_geometry(job, pair, own_boxes)
     results, stacks = {}, {}
     for direction, (driver, look) in DIRECTIONS.items():
         folder = Path(out) / f"render_{direction}"
@@ -51,16 +51,19 @@ def score_pair_job(job, pair: Pair, out: Path, device, phases: int = DEFAULT_PHA
                 "output": read_rgba(folder, len(pair.frames[driver])), **baselines(pair, geometry, direction)}
         results[direction] = score_direction(pair, geometry, direction, rows, phases, lpips)
         stacks[direction] = rows
-    return results, stacks, _job_conditions(job, job.config(), _checkpoint_meta(job))
+    conditions = _job_conditions(job, job.config(), _checkpoint_meta(job))
+    if own_boxes:
+        conditions["crop boxes"] = "the job's own (--own-boxes: trained on other masks than the pair's)"
+    return results, stacks, conditions
 
 
-def score_job(job, pair_dir: Path, out: Path, device, phases: int = DEFAULT_PHASES) -> dict:
+def score_job(job, pair_dir: Path, out: Path, device, phases: int = DEFAULT_PHASES, own_boxes: bool = False) -> dict:
     """The `groundtruth score` command: report.md, scores.json and groundtruth.png in `out`."""
     from ..job import device_name
 
     pair = read_pair(pair_dir)
     lpips = Lpips(device)
-    results, stacks, conditions = score_pair_job(job, pair, out, device, phases, lpips)
+    results, stacks, conditions = score_pair_job(job, pair, out, device, phases, lpips, own_boxes)
     entry = {"description": pair.spec.description, "results": results, "conditions": conditions}
     md, js = write_outputs(out, {pair.name: entry},
                            {"pair_dir": str(Path(pair_dir).resolve()), "seed": pair.meta["seed"],

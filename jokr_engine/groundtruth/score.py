@@ -79,8 +79,11 @@ def pair_geometry(pair: Pair, image_size: int, pad: float = 0.2) -> Geometry:
     return Geometry(image_size, pad, boxes, images, masks)
 
 
-def job_geometry(job, pair: Pair) -> Geometry:
-    """The geometry of a trained job, checked against the pair: same clips, same crop boxes."""
+def job_geometry(job, pair: Pair, own_boxes: bool = False) -> Geometry:
+    """The geometry of a trained job, checked against the pair: same clips, same crop boxes. With `own_boxes`
+    the job's boxes may differ (a job trained on other masks, e.g. automatic ones): its render and the rows are
+    placed with its own boxes, while the truth stays where the pair's true masks put it, so a misplaced crop
+    counts against the job."""
     config = job.config()
     prepared = job.load_prepared()
     for label in ("A", "B"):
@@ -90,10 +93,12 @@ def job_geometry(job, pair: Pair) -> Geometry:
                             f"{clip.frame_size[0]}×{clip.frame_size[1]}, the pair's has {info['frame_count']} of "
                             f"{info['frame_size'][0]}×{info['frame_size'][1]}",
                             "score a job trained on this pair's A/ and B/ folders, whole clips")
-        if not np.allclose(clip.boxes, np.asarray(info["crop_boxes"]), atol=1e-6):
+        if not own_boxes and not np.allclose(clip.boxes, np.asarray(info["crop_boxes"]), atol=1e-6):
             raise JokrError(f"job {job.folder}: clip {label}'s crop boxes differ from those the truth is placed for: "
-                            f"the job was trained on other frames or with another crop mode than {pair.spec.crop}",
-                            f"train on this pair's folders with --crop {pair.spec.crop} (`groundtruth run` does)")
+                            f"the job was trained on other frames or masks, or with another crop mode than "
+                            f"{pair.spec.crop}",
+                            f"train on this pair's folders with --crop {pair.spec.crop} (`groundtruth run` does); "
+                            f"for a job trained on other masks of these frames, score with --own-boxes")
     return Geometry(config.image_size, config.pad, {k: c.boxes for k, c in prepared.items()},
                     {k: c.images for k, c in prepared.items()}, {k: c.masks for k, c in prepared.items()})
 

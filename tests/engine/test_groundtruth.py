@@ -227,3 +227,27 @@ def test_placed_alphas_of_many_masks_shrunk_into_a_small_box_match_paste_back():
     for m in range(10):
         rgba = np.repeat(masks[m, 0][:, :, None], 4, axis=2)
         assert (placed[:, :, m] == (paste_back(rgba, box, size, 0.2)[:, :, 3] > 127)).mean() > 0.999
+
+
+def test_a_job_with_other_crop_boxes_is_refused_unless_scored_with_its_own(generated):
+    """A job trained on other masks of the pair's frames (automatic ones) crops elsewhere: scoring it as if its
+    boxes were the truth's would be wrong, so it is refused, and --own-boxes places its render with its boxes."""
+    from types import SimpleNamespace
+
+    pair = generated["fullframe"]
+    truth = pair_geometry(pair, SIZE)
+    moved = {label: boxes + np.array([3.0, -2.0, 0.0, 0.0])[: boxes.shape[1]] for label, boxes in truth.boxes.items()}
+    prepared = {label: SimpleNamespace(frame_count=len(pair.frames[label]),
+                                       frame_size=tuple(pair.meta["clips"][label]["frame_size"]),
+                                       boxes=moved[label], images=truth.model_images[label],
+                                       masks=truth.model_masks[label]) for label in ("A", "B")}
+    job = SimpleNamespace(folder="jobs/auto", config=lambda: SimpleNamespace(image_size=SIZE, pad=truth.pad),
+                          load_prepared=lambda: prepared)
+    with pytest.raises(JokrError) as refused:
+        gt_score.job_geometry(job, pair)
+    assert "crop boxes differ" in refused.value.message and "--own-boxes" in refused.value.hint
+    geometry = gt_score.job_geometry(job, pair, own_boxes=True)
+    assert all(np.array_equal(geometry.boxes[label], moved[label]) for label in ("A", "B"))
+    # The rows are pasted with the job's boxes: the same model frames land elsewhere than with the truth's.
+    own_copy, true_copy = baselines(pair, geometry, "AB")["copy"], baselines(pair, truth, "AB")["copy"]
+    assert own_copy.shape == true_copy.shape and not np.array_equal(own_copy, true_copy)
