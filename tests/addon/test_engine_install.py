@@ -240,11 +240,15 @@ def test_cancel_stops_the_running_step(installing, offline_pip, monkeypatch, tmp
 @pytest.mark.install
 @pytest.mark.skipif(os.environ.get("JOKR_TEST_INSTALL") != "1",
                     reason="a real install downloads PyTorch: set JOKR_TEST_INSTALL=1")
-def test_real_install_from_the_registries_then_repair(bpy_module, built_zip, tmp_path):
+def test_real_install_from_the_registries_then_repair(bpy_module, built_zip, tmp_path, monkeypatch):
     """The extension as an artist installs it; Install Engine with the CPU build of PyTorch (its index from
     JOKR_TEST_TORCH_INDEX when set, e.g. a registry this machine reaches). Then the engine package is
     removed from the environment and Install Engine repairs it."""
     import addon_utils
+
+    # Its `jokr-engine setup` writes weights: into a folder of its own, never the shared empty one that the
+    # engine tests rely on to see "no weights".
+    monkeypatch.setenv("JOKR_WEIGHTS_DIR", str(tmp_path / "weights"))
 
     bpy.context.preferences.system.use_online_access = True
     assert bpy.ops.extensions.package_install_files(filepath=str(built_zip), repo="user_default",
