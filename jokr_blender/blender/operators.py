@@ -319,7 +319,8 @@ class JOKR_OT_import_keypoints(bpy.types.Operator):
                       "cameras that show the footage, or as Movie Clip tracks): the engine's keys are "
                       "replaced, the keys you set are kept")
     bl_options = {'REGISTER', 'UNDO'}
-    reset: BoolProperty(name="Reset to Engine Keypoints", options={'SKIP_SAVE'},
+    # Hidden: ticked in the redo panel it would discard the artist's keys without the confirmation of invoke().
+    reset: BoolProperty(name="Reset to Engine Keypoints", options={'SKIP_SAVE', 'HIDDEN'},
                         description="Replace the empties' animation (your edits too) with the engine's")
     wait: WAIT
 

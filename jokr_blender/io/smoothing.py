@@ -40,6 +40,8 @@ def run_smooth(python: str, env: dict, keypoints: str, out: str, clips: tuple[st
                                 text=True, env=env, cwd=cwd, timeout=timeout_s, stdin=subprocess.DEVNULL)
     except FileNotFoundError:
         raise SmoothError(f"Engine Python not found: {python}") from None
+    except OSError as error:  # e.g. not executable: the preference points at something that cannot run
+        raise SmoothError(f"Engine Python {python} could not be started: {error.strerror or error}") from None
     except subprocess.TimeoutExpired:
         raise SmoothError(f"The engine did not smooth within {timeout_s:.0f} s") from None
     for line in result.stdout.splitlines():
