@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 
 import bpy
-from bpy.props import BoolProperty, EnumProperty
+from bpy.props import EnumProperty
 
 from ..io import protocol, results
 from ..io.results import DIRECTIONS
@@ -52,8 +52,7 @@ class JOKR_OT_clean_plate(bpy.types.Operator):
     bl_options = {'REGISTER', 'UNDO'}
     clip: EnumProperty(name="Clip", default='A', description="The clip whose animal is removed",
                        items=[('A', "Clip A", "Under the AB result"), ('B', "Clip B", "Under the BA result")])
-    wait: BoolProperty(name="Wait", description="Block until the engine is done (for scripts)",
-                       options={'HIDDEN', 'SKIP_SAVE'})
+    wait: operators.WAIT
 
     @classmethod
     def poll(cls, context):

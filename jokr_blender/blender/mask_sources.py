@@ -23,7 +23,7 @@ import bpy
 import numpy as np
 from bpy.props import EnumProperty, IntProperty
 
-from ..io import masks, results
+from ..io import atomic, masks, results
 from ..io.masks import auto_mask_folder, strip_mask_folder
 from . import compat, operators, result_strips, session, strips
 from .session import UserError
@@ -130,7 +130,7 @@ def write_masks(scene, clip_strip, mask_strip, folder: str, start: int, under: l
                     data = masks.encode_grey_png(matte)
                 elif under is not None:
                     data = masks.encode_grey_png(_read_coverage(under[index - start]) > 0.5)
-            masks.write_atomic(os.path.join(folder, masks.mask_file_name(index)), data)
+            atomic.write_atomic(os.path.join(folder, masks.mask_file_name(index)), data)
     finally:
         mattes.close()
     if not covered:

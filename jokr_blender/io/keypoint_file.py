@@ -12,7 +12,8 @@ import copy
 import json
 import math
 import os
-import tempfile
+
+from .atomic import write_atomic
 
 FORMAT = "jokr.keypoints"
 VERSION = 1
@@ -135,16 +136,5 @@ def load(path: str) -> KeypointFile:
 def save(path: str, keypoint_file: KeypointFile) -> None:
     """Write atomically: a temporary file in the same folder, then os.replace, so a reader (or a
     crash) never sees half a file."""
-    folder = os.path.dirname(os.path.abspath(path))
-    os.makedirs(folder, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(prefix=".keypoints-", suffix=".tmp", dir=folder)
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8") as stream:
-            json.dump(keypoint_file.record, stream)
-            stream.flush()
-            os.fsync(stream.fileno())
-        os.replace(temporary, path)
-    except BaseException:
-        if os.path.exists(temporary):
-            os.unlink(temporary)
-        raise
+    os.makedirs(os.path.dirname(os.path.abspath(path)), exist_ok=True)
+    write_atomic(path, json.dumps(keypoint_file.record).encode("utf-8"))

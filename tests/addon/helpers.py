@@ -18,7 +18,7 @@ ENGINE_PYTHON = os.environ.get("JOKR_TEST_ENGINE_PYTHON", str(REPO / ".venv" / "
 FAKE_ENGINE = TESTS / "fake_engine.py"
 DATA_ROOTS = (REPO / "demo" / "data", Path("/work/shared/data"))
 USER_RESOURCES_ENV = "BLENDER_USER_RESOURCES"
-IO_MODULES = ("protocol", "job_state", "coords", "keypoint_file", "process", "key_ownership", "results",
+IO_MODULES = ("atomic", "protocol", "job_state", "coords", "keypoint_file", "process", "key_ownership", "results",
               "job_lock", "masks", "smoothing")
 
 

@@ -120,7 +120,7 @@ def test_mask_png_is_0_and_255_and_written_whole(jio, tmp_path):
     mask = np.zeros((5, 7), dtype=bool)
     mask[1:3, 2:6] = True
     path = tmp_path / "00003.png"
-    jio.masks.write_atomic(str(path), jio.masks.encode_grey_png(mask))
+    jio.atomic.write_atomic(str(path), jio.masks.encode_grey_png(mask))
     pixels = decode_grey_png(path.read_bytes())
     assert set(np.unique(pixels)) == {0, 255}
     assert np.array_equal(pixels == 255, mask)
